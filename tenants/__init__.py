@@ -1,0 +1,1 @@
+"""Who owns what: accounts, tenants, memberships and roles, keys, tokens, provisioning, audit."""
