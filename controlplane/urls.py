@@ -1,5 +1,21 @@
-from django.urls import path
+from django.contrib.auth.views import LogoutView
+from django.urls import include, path
 
+from controlplane.console import views as console
 from controlplane.health import healthz
 
-urlpatterns = [path("healthz", healthz, name="healthz")]
+urlpatterns = [
+    path("healthz", healthz, name="healthz"),
+    path("api/v1/", include("controlplane.api.urls")),
+    path("", console.dashboard, name="dashboard"),
+    path("signup", console.signup, name="signup"),
+    path("login", console.ConsoleLoginView.as_view(), name="login"),
+    path("logout", LogoutView.as_view(), name="logout"),
+    path("tenants/<slug:slug>/", console.tenant_detail, name="tenant"),
+    path("tenants/<slug:slug>/delete", console.tenant_delete, name="tenant-delete"),
+    path("tenants/<slug:slug>/keys", console.tenant_rotate_key, name="tenant-rotate-key"),
+    path("tokens", console.tokens, name="tokens"),
+    path("tokens/<int:token_id>/revoke", console.token_revoke, name="token-revoke"),
+]
+
+handler500 = "controlplane.api.misc.server_error"
