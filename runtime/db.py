@@ -4,9 +4,9 @@ The runtime connects as `plinth_runtime` (NOINHERIT, no rights of its own) throu
 Every unit of tenant work is one transaction that first switches, transaction-locally, to
 the tenant's role, search path and caller claims, in a single round trip:
 
-    SELECT set_config('role', 't_<id>', true),
-           set_config('search_path', 't_<id>', true),
-           set_config('request.jwt.claims', '<claims json>', true)
+    SELECT set_config('search_path', 't_<id>', true),
+           set_config('request.jwt.claims', '<claims json>', true),
+           set_config('role', 't_<id>', true)
 
 `set_config(..., true)` is `SET LOCAL`: it ends with the transaction, so nothing leaks to
 the next user of a pooled connection (the django-tenants lesson, STYLE.md). Postgres then
@@ -31,7 +31,12 @@ from tenants.provisioning import schema_name
 _pools: dict[str, ConnectionPool] = {}
 _lock = threading.Lock()
 
-_SWITCH = "SELECT set_config('role', %s, true), set_config('search_path', %s, true), set_config('request.jwt.claims', %s, true)"
+# The role switch comes last: the other set_config calls must still run as plinth_runtime,
+# because tenant roles may not call set_config (tenants/provisioning.py).
+_SWITCH = (
+    "SELECT set_config('search_path', %s, true), set_config('request.jwt.claims', %s, true),"
+    " set_config('role', %s, true)"
+)
 
 
 def runtime_conninfo() -> str:
@@ -88,5 +93,5 @@ def tenant_transaction(tenant_id: str, claims: dict | None = None) -> Iterator[p
     schema = schema_name(tenant_id)
     with runtime_pool().connection() as conn:
         with conn.transaction():
-            conn.execute(_SWITCH, (schema, schema, json.dumps(claims or {}, separators=(",", ":"))))
+            conn.execute(_SWITCH, (schema, json.dumps(claims or {}, separators=(",", ":")), schema))
             yield conn

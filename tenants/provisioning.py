@@ -7,7 +7,11 @@ The isolation model (DESIGN.md, Tenancy and isolation):
 - the runtime connects as `plinth_runtime`: LOGIN, NOINHERIT, a member of every tenant role.
   NOINHERIT means membership gives it nothing until it `SET LOCAL ROLE`s to one tenant;
 - `public` (the control-plane tables) grants nothing to PUBLIC, so under a tenant role a
-  query naming a control-plane table fails with a permission error.
+  query naming a control-plane table fails with a permission error;
+- tenant roles may not call `set_config` (see `ensure_runtime_role`), so no statement run
+  under a tenant role can switch to another role. The runtime sends one statement per
+  call with bound parameters (psycopg's extended protocol), so a compiled fragment cannot
+  smuggle a second statement such as `SET ROLE` either.
 
 Every statement here runs on the caller's connection and inside the caller's transaction
 (`tenant_create` wraps the row, the role and the schema in one), so a failure part way
@@ -80,3 +84,13 @@ def ensure_runtime_role(cursor) -> None:
         )
     )
     cursor.execute("REVOKE ALL ON SCHEMA public FROM PUBLIC")
+    # `SET ROLE` is checked against the session user, and the runtime's session user is a
+    # member of every tenant role: under tenant A, a statement could switch to tenant B.
+    # A statement cannot contain `SET`, but it can call set_config('role', ...), so tenant
+    # roles may not call set_config at all; the runtime calls it (as itself) to switch in.
+    cursor.execute("REVOKE EXECUTE ON FUNCTION pg_catalog.set_config(text, text, boolean) FROM PUBLIC")
+    cursor.execute(
+        sql.SQL("GRANT EXECUTE ON FUNCTION pg_catalog.set_config(text, text, boolean) TO {}").format(
+            sql.Identifier(role)
+        )
+    )
