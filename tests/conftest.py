@@ -7,9 +7,6 @@ the roles this session created, so runs do not accumulate roles in a shared clus
 
 from __future__ import annotations
 
-import os
-import uuid
-
 import pytest
 from django.db import DatabaseError, connection, transaction
 from rest_framework.test import APIClient
@@ -19,8 +16,6 @@ from tenants.models import Tenant, User
 
 PASSWORD = "correct-horse-battery-staple-42"
 
-# Keep test traffic off the queue a running `make run` uses on the same Redis.
-os.environ.setdefault("CELERY_QUEUE", f"plinth-test-{uuid.uuid4().hex[:8]}")
 
 
 def _tenant_roles(cur) -> set[str]:
