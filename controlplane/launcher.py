@@ -337,22 +337,26 @@ def _banner(demo: dict, port: int, seconds: float) -> None:
 # tests ----------------------------------------------------------------------------------
 
 
-def ensure_chromium() -> None:
-    if shutil.which("chromium") or os.environ.get("PLINTH_SKIP_BROWSER_INSTALL"):
+# Debian packages some tests use: the browser tests' Chromium, and a compose client to
+# check docker-compose.yml (this machine has no Docker engine, but `config` needs none).
+TEST_TOOLS = {"chromium": "chromium", "docker-compose": "docker-compose"}
+
+
+def ensure_test_tools() -> None:
+    missing = [pkg for command, pkg in TEST_TOOLS.items() if not shutil.which(command)]
+    if not missing or os.environ.get("PLINTH_SKIP_TOOL_INSTALL"):
         return
     if os.geteuid() != 0 or not shutil.which("apt-get"):
-        say("chromium is not installed and cannot be installed here: browser tests will be skipped")
+        say(f"not installed and cannot be installed here: {', '.join(missing)}; the tests needing them will skip")
         return
-    say("installing Debian's chromium for the browser tests (once)")
-    subprocess.run(["apt-get", "update", "-qq"], check=False, stdout=subprocess.DEVNULL)
-    subprocess.run(
-        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"],
-        check=False, stdout=subprocess.DEVNULL, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-    )
+    say(f"installing Debian packages for the tests (once): {', '.join(missing)}")
+    quiet = {"check": False, "stdout": subprocess.DEVNULL, "env": {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}}
+    subprocess.run(["apt-get", "update", "-qq"], **quiet)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], **quiet)
 
 
 def test(args: list[str]) -> int:
-    ensure_chromium()
+    ensure_test_tools()
     services = services_for_test()
     say(f"testing against {_redact(services.database_url)} and {services.redis_url}")
     env = {**os.environ, "DATABASE_URL": services.database_url, "REDIS_URL": services.redis_url,
