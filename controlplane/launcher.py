@@ -3,6 +3,7 @@
 
     python -m controlplane.launcher run            # the platform, until Ctrl-C
     python -m controlplane.launcher test [ARGS]    # pytest ARGS against real servers
+    python -m controlplane.launcher bench [ARGS]   # bench/run.py ARGS against the test servers
     python -m controlplane.launcher env            # print the DATABASE_URL / REDIS_URL it would use
 
 Where the servers come from:
@@ -383,6 +384,13 @@ def main(argv: list[str]) -> int:
         return run()
     if command == "test":
         return test(argv[1:])
+    if command == "bench":
+        services = services_for_test()
+        env = {**os.environ, "DATABASE_URL": services.database_url, "REDIS_URL": services.redis_url}
+        try:
+            return subprocess.call([PY, str(ROOT / "bench" / "run.py"), *argv[1:]], env=env, cwd=ROOT)
+        finally:
+            services.stop()
     if command == "env":
         services = services_for_test()
         print(f"DATABASE_URL={services.database_url}\nREDIS_URL={services.redis_url}")
