@@ -107,6 +107,9 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
+# runtime/ has no Django models; its `migrations` package migrates tenant schemas.
+MIGRATION_MODULES = {"runtime": None}
+
 ROOT_URLCONF = "controlplane.urls"
 WSGI_APPLICATION = "controlplane.wsgi.application"
 TEMPLATES = [

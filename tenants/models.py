@@ -88,6 +88,25 @@ class Tenant(models.Model):
         return self.slug
 
 
+class DefinitionVersion(models.Model):
+    """One applied definition of a tenant. Every version is kept; the newest is live.
+    Rolling back is pushing an older one again (a new version, through the planner)."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    definition = models.JSONField()          # the parsed tree
+    source = models.TextField()              # the document as pushed (YAML or JSON)
+    content_type = models.CharField(max_length=40, default="application/yaml")
+    plan = models.JSONField(default=list)    # the changes that made this version live
+    author = models.ForeignKey(User, null=True, on_delete=models.SET_NULL, related_name="+")
+    author_email = models.CharField(max_length=254, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-number"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "number"], name="one_version_number_per_tenant")]
+
+
 class Membership(models.Model):
     """Who has which role on a tenant. The role's permissions are also granted as guardian
     object permissions, which are what every endpoint checks."""

@@ -15,6 +15,13 @@ urlpatterns = [
     path("tenants/<slug:slug>/keys", tenants.KeysView.as_view(), name="api-tenant-keys"),
     path("tenants/<slug:slug>/members", tenants.MemberListView.as_view(), name="api-tenant-members"),
     path("tenants/<slug:slug>/members/<str:email>", tenants.MemberDetailView.as_view(), name="api-tenant-member"),
+    path("tenants/<slug:slug>/definition", definitions.DefinitionView.as_view(), name="api-tenant-definition"),
+    path("tenants/<slug:slug>/definition/versions", definitions.VersionListView.as_view(), name="api-tenant-versions"),
+    path(
+        "tenants/<slug:slug>/definition/versions/<int:number>",
+        definitions.VersionDetailView.as_view(),
+        name="api-tenant-version",
+    ),
     path("tenants/<slug:slug>/audit", tenants.AuditView.as_view(), name="api-tenant-audit"),
     path("schema/", SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]), name="api-schema"),
     path(
