@@ -14,6 +14,9 @@ urlpatterns = [
     path("tenants/<slug:slug>/", console.tenant_detail, name="tenant"),
     path("tenants/<slug:slug>/delete", console.tenant_delete, name="tenant-delete"),
     path("tenants/<slug:slug>/keys", console.tenant_rotate_key, name="tenant-rotate-key"),
+    path("tenants/<slug:slug>/definition", console.tenant_definition, name="tenant-definition"),
+    path("tenants/<slug:slug>/versions", console.tenant_versions, name="tenant-versions"),
+    path("tenants/<slug:slug>/versions/<int:number>", console.tenant_version, name="tenant-version"),
     path("tokens", console.tokens, name="tokens"),
     path("tokens/<int:token_id>/revoke", console.token_revoke, name="token-revoke"),
 ]

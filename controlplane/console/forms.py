@@ -39,3 +39,26 @@ class TenantForm(forms.Form):
 
 class TokenForm(forms.Form):
     name = forms.CharField(max_length=100, initial="cli")
+
+
+class DefinitionForm(forms.Form):
+    source = forms.CharField(widget=forms.Textarea(attrs={"rows": 24, "spellcheck": "false"}), required=False, strip=False)
+    upload = forms.FileField(required=False, help_text="or upload a .yaml / .json file (it replaces the text)")
+    allow_destructive = forms.BooleanField(required=False, label="Allow destructive changes")
+
+    MAX_BYTES = 1_000_000
+
+    def clean(self):
+        data = super().clean()
+        upload = data.get("upload")
+        if upload and upload.size > self.MAX_BYTES:
+            self.add_error("upload", "A definition is at most 1 MB.")
+        elif not upload and not (data.get("source") or "").strip():
+            self.add_error("source", "Paste a definition or upload a file.")
+        return data
+
+    def source_text(self) -> str:
+        upload = self.cleaned_data.get("upload")
+        if upload:
+            return upload.read().decode("utf-8", errors="replace")
+        return self.cleaned_data["source"]

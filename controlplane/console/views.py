@@ -11,7 +11,9 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from controlplane.api.access import actor_of
-from controlplane.console.forms import LoginForm, SignupForm, TenantForm, TokenForm
+from controlplane.console.forms import DefinitionForm, LoginForm, SignupForm, TenantForm, TokenForm
+from controlplane.console.source_lines import line_of, pointer_lines
+from tenants.definitions import definition_push, live_version, version_diff
 from tenants import roles, services
 from tenants.selectors import members_of, role_of, tenant_for, tenants_visible_to
 
@@ -148,3 +150,66 @@ def token_revoke(request, token_id):
     except services.ServiceError as exc:
         messages.error(request, exc.message)
     return redirect("tokens")
+
+
+@login_required
+def tenant_definition(request, slug):
+    """Paste or upload a definition; see every error next to its path and line, or the
+    plan; apply it."""
+    tenant = _tenant(request, slug)
+    can_push = request.user.has_perm(roles.perm(roles.PUSH), tenant)
+    live = live_version(tenant)
+    form = DefinitionForm(request.POST or None, request.FILES or None, initial={"source": live.source if live else ""})
+    result = None
+    if request.method == "POST" and form.is_valid():
+        if not can_push:
+            messages.error(request, "Your role does not allow pushing definitions.")
+            return redirect("tenant-definition", slug=slug)
+        source = form.source_text()
+        result = definition_push(
+            tenant=tenant,
+            source=source,
+            content_type=None,
+            dry_run=request.POST.get("action") != "apply",
+            allow_destructive=form.cleaned_data["allow_destructive"],
+            actor=actor_of(request),
+        )
+        if result.status == "applied":
+            messages.success(request, f"Version {result.version} is live.")
+            return redirect("tenant-version", slug=slug, number=result.version)
+        lines = pointer_lines(source)
+        for error in result.errors:
+            error["line"] = line_of(lines, error["path"])
+        form = DefinitionForm(initial={"source": source, "allow_destructive": form.cleaned_data["allow_destructive"]})
+    return render(
+        request,
+        "console/definition.html",
+        {"tenant": tenant, "form": form, "result": result, "live": live, "can_push": can_push},
+    )
+
+
+@login_required
+def tenant_versions(request, slug):
+    tenant = _tenant(request, slug)
+    return render(request, "console/versions.html", {"tenant": tenant, "versions": tenant.versions.all()})
+
+
+@login_required
+def tenant_version(request, slug, number):
+    tenant = _tenant(request, slug)
+    version = tenant.versions.filter(number=number).first()
+    if version is None:
+        raise Http404("No such version.")
+    compare_to = request.GET.get("from") or (number - 1 if number > 1 else None)
+    diff = None
+    if compare_to:
+        try:
+            diff = version_diff(tenant, int(compare_to), number)
+        except (KeyError, ValueError):
+            messages.error(request, f"No version {compare_to} to compare with.")
+    return render(
+        request,
+        "console/version.html",
+        {"tenant": tenant, "version": version, "diff": diff, "compare_to": compare_to,
+         "others": tenant.versions.exclude(number=number).values_list("number", flat=True)},
+    )

@@ -1,6 +1,6 @@
 """Make sure the demo account and the demo tenant exist, and answer their credentials.
 
-Used by `make run`. Credentials are kept in PLINTH_DATA_DIR/demo.json (the platform keeps
+Used by `make run`. The demo tenant serves examples/todo.yaml. Credentials are kept in PLINTH_DATA_DIR/demo.json (the platform keeps
 only hashes); if that file is lost, or a token or key in it no longer works, new ones are
 issued. Refuses to run in production.
 """
@@ -14,6 +14,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from tenants import services
+from tenants.definitions import definition_push, live_version
 from tenants.keys import key_is_live
 from tenants.models import Tenant, User
 from tenants.tokens import token_lookup
@@ -59,6 +60,10 @@ class Command(BaseCommand):
             for kind in ("anon", "service"):
                 if not key_is_live(tenant, keys.get(kind, "")):
                     keys[kind] = services.key_rotate(tenant=tenant, kind=kind, actor=actor)
+
+        if live_version(tenant) is None:
+            source = (settings.BASE_DIR / "examples" / "todo.yaml").read_bytes()
+            definition_push(tenant=tenant, source=source, content_type="application/yaml", actor=actor)
 
         result = {"email": DEMO_EMAIL, "password": password, "token": token, "slug": tenant.slug, "keys": keys}
         store.write_text(json.dumps(result, indent=2))
