@@ -47,6 +47,8 @@ def database_from_url(url: str) -> dict:
         "CONN_MAX_AGE": envint("DB_CONN_MAX_AGE", 60),
         "CONN_HEALTH_CHECKS": True,
         "OPTIONS": {"application_name": "plinth", **query},
+        # Concurrent test runs on one server need their own test databases.
+        "TEST": {"NAME": env("TEST_DATABASE_NAME") or None},
     }
 
 
