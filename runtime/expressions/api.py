@@ -111,9 +111,14 @@ def compile_expression(definition: Definition, expr: Expr, scope: Scope, *, alia
     """
     if alias is not None and (not isinstance(alias, str) or not alias or _RESERVED_ALIAS.fullmatch(alias)):
         raise ValueError(f"alias {alias!r} is empty or reserved for the compiler's subqueries")
+    if scope.record is not None and scope.record not in definition.entities:
+        raise ValueError(f"no entity {scope.record!r} in the definition")
     checked = check_expression(definition, expr, scope, condition=condition, expect=expect)
     if checked.errors:
         raise DefinitionInvalid(checked.errors)
+    if any(isinstance(t, T.ErrorType) for t in checked.types.values()):
+        # only a definition the validator would refuse (a ref to a missing entity) gets here
+        raise ValueError(f"{expr.path}: the expression reaches a dangling reference")
     compiler = Compiler(definition, scope, checked.types, alias)
     try:
         value = compiler.value(checked.node, {})

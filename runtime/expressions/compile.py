@@ -61,10 +61,11 @@ class Compiler(OperatorCompiler, CollectionCompiler):
             base = "uuid" if isinstance(elem, (T.Row, T.User)) else \
                 T.SQL_TYPES.get(T.plain(elem).name if isinstance(elem, T.Scalar) else "", "text")
             sql_type = base + "[]"
+        elif isinstance(type_, T.Obj) or type_ == T.DYN:
+            sql_type = "jsonb"          # an http/ai result or event as a whole, or any json value
+            self.dyn_needs.add(path)
         else:
             sql_type = T.SQL_TYPES[T.plain(type_).name]
-            if type_ == T.DYN:
-                self.dyn_needs.add(path)
         return sql.SQL("{}::" + sql_type).format(sql.Placeholder(path_name(path)))
 
     # -- from values to SQL ------------------------------------------------------------

@@ -6,7 +6,7 @@
 | action `access`                                | no     | yes   | no       | no    | no      |
 | action, job and workflow steps, `returns`      | no     | yes   | earlier `let`/`as` | no | http/ai |
 | transition steps                               | row    | no    | earlier `let`/`as` | no | http/ai |
-| `update`/`delete` `where` and update `set`     | the row being written |  |  |    |         |
+| `update`/`delete` `where`                      | each row it matches (shadows the above) |  |  |  |  |
 | `wait` `match`                                 |        |       |          | yes   |         |
 
 `auth`, `now` and entity names (as collections) are available everywhere.

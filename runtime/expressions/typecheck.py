@@ -112,8 +112,8 @@ class Checker(OperatorChecks):
             if scope.input is not None:
                 return T.Namespace("input")
             return self.fail("expr.input_not_available",
-                             f"input is not available in {scope.where}: rules about rows are "
-                             "checked on every write path, where there is no action input")
+                             f"input is not available in {scope.where}: only actions, jobs and "
+                             "workflows have an input (rules about rows hold on every write path)")
         elif name == "secrets":
             if scope.secrets:
                 return T.Namespace("secrets")

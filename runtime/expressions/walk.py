@@ -143,12 +143,13 @@ class Walker:
     def write_step(self, kind: str, target: Any, args: Mapping, scope: Scope, label: str) -> T.Type:
         entity = target if isinstance(target, str) and target in self.d.entities else None
         fields = self.d.entities[entity].fields if entity else {}
-        row_scope = scope.with_record(entity) if entity and kind != "create" else scope
+        # `set` values are computed once, in the step's own scope (in transition steps `record`
+        # stays the transitioning row); only `where` sees each candidate row as `record`.
         setter = args.get("set")
         for fname, value in (setter.items() if isinstance(setter, Mapping) else ()):
             expect = T.field_type(fields[fname]) if fname in fields else None
-            self.site(value, row_scope, f"set {fname} of {label}", expect=expect,
-                      alias=row_scope is not scope)
+            self.site(value, scope, f"set {fname} of {label}", expect=expect)
+        row_scope = scope.with_record(entity) if entity else scope
         self.site(args.get("where"), row_scope, f"the where of {label}", condition=True, alias=True)
         self.site(args.get("id"), scope, f"the id of {label}", expect=T.Row(entity) if entity else None)
         self.values(args.get("key"), scope, label)

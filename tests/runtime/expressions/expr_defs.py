@@ -7,8 +7,7 @@ The definition parser is written in parallel, so these tests build the typed tre
 from __future__ import annotations
 
 from runtime.definition.model import (
-    Action, Auth, Check, Definition, Entity, Expr, Field, Invariant, Job, StateMachine, Step,
-    Transition, Workflow, pointer,
+    Action, Auth, Check, Definition, Entity, Expr, Field, Invariant, StateMachine, Transition, pointer,
 )
 
 
@@ -55,10 +54,6 @@ def _input(owner_path: str, name: str, spec: str) -> Field:
     return Field(name, kind, path)
 
 
-def step(kind: str, target, path: str, as_name: str | None = None, **args) -> Step:
-    return Step(kind, target, args, path, as_name)
-
-
 def shop() -> Definition:
     """Customer, Order, OrderLine, Product, Membership: every field type and relation once."""
     states = StateMachine("status", {
@@ -100,13 +95,3 @@ def shop() -> Definition:
     return Definition(1, "shop", Auth(("customer", "staff"), "customer"),
                       {e.name: e for e in entities}, invariants=invariants, actions=actions,
                       secrets=("MAIL_KEY",))
-
-
-def with_parts(base: Definition, **parts) -> Definition:
-    """A copy of `base` with some top-level parts replaced (jobs=..., workflows=...)."""
-    from dataclasses import replace
-    return replace(base, **parts)
-
-
-__all__ = ["Action", "Job", "Workflow", "entity", "expr", "field", "inputs", "shop", "step",
-           "with_parts"]

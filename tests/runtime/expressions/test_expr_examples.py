@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from psycopg import sql
 
-from conftest import SQL_TYPES
+from expr_db import SQL_TYPES
 from runtime.expressions import compile_expression, expression_sites, typecheck_definition
 from runtime.expressions.parse import parse
 

@@ -15,7 +15,7 @@ from decimal import Decimal
 import pytest
 from psycopg import sql
 
-from conftest import IDS, run
+from expr_db import IDS, run
 from expr_defs import expr, shop
 from runtime.expressions import compile_expression, compile_rule
 from runtime.expressions.scope import action_scope
