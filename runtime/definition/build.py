@@ -75,10 +75,18 @@ def build_field(name: str, raw: Mapping[str, Any], path: str) -> Field:
         min_length=_int(raw.get("min_length")), max_length=_int(max_length),
         pattern=raw.get("pattern"), description=raw.get("description"),
         renamed_from=raw.get("renamed_from"), values=tuple(raw.get("values", ())),
-        to=raw.get("to"), on_delete=raw.get("on_delete", "restrict"),
+        to=raw.get("to"), on_delete=raw.get("on_delete", _default_on_delete(kind, raw)),
         related_name=raw.get("related_name"),
         precision=_int(raw.get("precision")), scale=_int(raw.get("scale")),
     )
+
+
+def _default_on_delete(kind: str, raw: Mapping[str, Any]) -> str:
+    # A user field follows its end user: a required link takes the row along when the user
+    # is deleted, an optional one is cleared. A ref keeps its target from being deleted.
+    if kind == "user":
+        return "cascade" if raw.get("required") else "set_null"
+    return "restrict"
 
 
 def _int(value: Any) -> int | None:

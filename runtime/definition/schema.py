@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError, best_match
+from jsonschema.exceptions import ValidationError
 
 from .model import DefinitionError, pointer
 
@@ -51,6 +51,8 @@ CODES = {
     "event.invalid_name": "An emit step's event is not snake_case words separated by dots.",
     "duration.invalid": "A duration that is not one or more <number><unit> groups (units s, m, h, d) adding up to more than zero.",
     "step.unknown_kind": "A step has none of the step keywords (create, update, ..., wait).",
+    "expr.too_complex": "An expression longer than 4000 characters (the expression checker also "
+                        "reports expressions that nest too deeply under this code).",
 }
 
 _KEYWORD_CODES = {
@@ -148,13 +150,20 @@ def _convert(error: ValidationError) -> Iterator[DefinitionError]:
 
 
 def _best_branch(error: ValidationError) -> Iterator[DefinitionError]:
-    # Reporting every failed alternative floods the reader; the branch that got furthest
-    # (jsonschema's relevance order) is nearly always the one the author meant.
-    best = best_match(error.context)
-    branch = best.relative_schema_path[0] if best.relative_schema_path else None
+    # Reporting every failed alternative floods the reader. The branch the author meant is
+    # one that accepts the value's type, and of those the one that got deepest into it.
+    # (jsonschema's best_match prefers shallow errors, which is the wrong way round here.)
+    branches: dict[Any, list[ValidationError]] = {}
     for sub in error.context:
-        if sub.relative_schema_path and sub.relative_schema_path[0] == branch:
-            yield from _convert(sub)
+        branches.setdefault(sub.relative_schema_path[0] if sub.relative_schema_path else None, []).append(sub)
+    depth = len(error.absolute_path)
+
+    def score(errors: list[ValidationError]) -> tuple:
+        rejects_type = any(e.validator == "type" and len(e.absolute_path) == depth for e in errors)
+        return (not rejects_type, max(len(e.absolute_path) for e in errors), -len(errors))
+
+    for sub in max(branches.values(), key=score):
+        yield from _convert(sub)
 
 
 def _unknown_keys(error: ValidationError, path: str) -> Iterator[DefinitionError]:

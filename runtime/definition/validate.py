@@ -1,9 +1,9 @@
 """Validate: a raw tree to a `Definition`, or DefinitionInvalid with every problem found.
 
-Stages, each gating the next so that one mistake is reported once instead of cascading:
-the JSON Schema (shape); then building the typed tree and every semantic rule (names,
-references, state machines, steps, ...), all of them, errors collected; then, once the
-structure is sound, the expression type checker of `runtime.expressions` if it is there.
+First the JSON Schema (shape): its errors are reported alone, because the later stages
+need a well-formed tree and would only repeat them. Then the typed tree is built, and every
+semantic rule (names, references, state machines, steps, ...) and the expression type
+checker of `runtime.expressions` (when it is installed) run, all their errors together.
 """
 
 from __future__ import annotations
@@ -39,6 +39,14 @@ def semantic_errors(definition: Definition) -> list[DefinitionError]:
     return list(seen.values())
 
 
+def _expression_errors(found: list[DefinitionError], structural: list[DefinitionError]) -> list[DefinitionError]:
+    # One problem, one error: where a rule already reported a place (an unknown secret, a
+    # syntax error), the type checker's view of the same place adds nothing; and its
+    # internal errors on a structurally broken definition are consequences, not news.
+    taken = {e.path for e in structural}
+    return [e for e in found if e.path not in taken and not (structural and e.code == "expr.internal")]
+
+
 def validate_definition(tree: Any, *, typecheck: bool = True) -> Definition:
     """The typed Definition of a raw tree; raises DefinitionInvalid with all errors found.
 
@@ -49,11 +57,9 @@ def validate_definition(tree: Any, *, typecheck: bool = True) -> Definition:
         raise DefinitionInvalid(errors)
     definition = build_definition(tree)
     errors = semantic_errors(definition)
-    if errors:
-        raise DefinitionInvalid(errors)
     checker = _typechecker() if typecheck else None
     if checker is not None:
-        errors = list(checker(definition))
-        if errors:
-            raise DefinitionInvalid(errors)
+        errors += _expression_errors(list(checker(definition)), errors)
+    if errors:
+        raise DefinitionInvalid(errors)
     return definition

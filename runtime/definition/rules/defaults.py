@@ -16,6 +16,7 @@ from typing import Any, Iterator
 
 from ..model import DEFAULT_AUTH_ID, DEFAULT_NOW, Definition, DefinitionError, Field
 from ..walk import all_fields
+from .field_options import is_bigint
 
 CODES = {
     "default.type_mismatch": "A default that is not a value of the field's type.",
@@ -25,9 +26,6 @@ CODES = {
     "default.violates_constraint": "A default outside the field's own min/max, lengths or pattern.",
     "default.not_allowed": "A default on a ref field (a row id cannot be written in a definition).",
 }
-
-_BIGINT = (-(2 ** 63), 2 ** 63 - 1)
-
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -53,9 +51,9 @@ _TYPE_OK = {
     "text": lambda v: isinstance(v, str),
     "email": lambda v: isinstance(v, str) and re.fullmatch(r"[^@\s]+@[^@\s]+", v) is not None,
     "url": lambda v: isinstance(v, str) and re.match(r"[a-zA-Z][a-zA-Z0-9+.-]*://\S+$", v) is not None,
-    "integer": lambda v: _is_number(v) and float(v).is_integer() and _BIGINT[0] <= v <= _BIGINT[1],
+    "integer": is_bigint,
     "decimal": lambda v: _is_number(v) or (isinstance(v, str) and _parses(_decimal, v)),
-    "float": _is_number,
+    "float": lambda v: _is_number(v) and _parses(float, v),
     "boolean": lambda v: isinstance(v, bool),
     "date": lambda v: isinstance(v, str) and _parses(dt.date.fromisoformat, v),
     "datetime": lambda v: isinstance(v, str) and _parses(dt.datetime.fromisoformat, v),
@@ -87,7 +85,7 @@ def _field_errors(field: Field) -> Iterator[DefinitionError]:
     if not _TYPE_OK[field.type](value):
         hint = " (only auth.id)" if field.type == "user" else ""
         yield DefinitionError("default.type_mismatch", where,
-                              f"{value!r} is not a valid {field.type} value{hint}.")
+                              f"{_short(value)} is not a valid {field.type} value{hint}.")
         return
     if field.type == "enum" and value not in field.values:
         yield DefinitionError("default.not_in_values", where,
@@ -95,7 +93,12 @@ def _field_errors(field: Field) -> Iterator[DefinitionError]:
         return
     problem = _constraint_problem(field, value)
     if problem:
-        yield DefinitionError("default.violates_constraint", where, f"The default {value!r} {problem}.")
+        yield DefinitionError("default.violates_constraint", where, f"The default {_short(value)} {problem}.")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _constraint_problem(field: Field, value: Any) -> str | None:

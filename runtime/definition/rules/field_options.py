@@ -17,7 +17,7 @@ from ..walk import all_fields, raw_at
 CODES = {
     "field.option_not_allowed": "An option that does not apply to the field's type (min on a string, values on a non-enum, ...).",
     "field.min_greater_than_max": "`min` is greater than `max`, or `min_length` greater than `max_length` (255 for strings when not given).",
-    "field.invalid_bound": "A bound of an integer field is not a whole number within 64 bits.",
+    "field.invalid_bound": "A bound of an integer field that is not a whole 64-bit number, or of a float field that no double can hold.",
     "field.invalid_pattern": "`pattern` is not a valid regular expression.",
     "field.pattern_not_portable": "`pattern` uses syntax Postgres regular expressions read differently or not at all (named groups, atomic groups, scoped flags, possessive quantifiers, \\b).",
     "field.invalid_scale": "`scale` without `precision`, or greater than it.",
@@ -44,6 +44,23 @@ _NOT_PORTABLE = (
     (re.compile(r"\\b"), "\\b (a backspace in Postgres; use \\y for a word boundary)"),
     (re.compile(r"\\B"), "\\B (a backslash in Postgres; use \\Y)"),
 )
+
+
+def is_bigint(value: object) -> bool:
+    """A whole number that fits Postgres' bigint (3.0 counts: JSON does not tell them apart)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if isinstance(value, float) and not value.is_integer():
+        return False
+    return _BIGINT[0] <= value <= _BIGINT[1]
+
+
+def _fits_double(value: float) -> bool:
+    try:
+        float(value)
+    except OverflowError:
+        return False
+    return True
 
 
 def _outside_brackets(pattern: str) -> str:
@@ -102,12 +119,16 @@ def check(d: Definition) -> Iterator[DefinitionError]:
                 yield DefinitionError("field.option_not_allowed", f"{field.path}/{option}",
                                       f"'{option}' does not apply to a {field.type} field "
                                       f"(only to {', '.join(types)}).")
-        if field.type == "integer":
-            for option in ("min", "max"):
-                value = getattr(field, option)
-                if value is not None and not (float(value).is_integer() and _BIGINT[0] <= value <= _BIGINT[1]):
-                    yield DefinitionError("field.invalid_bound", f"{field.path}/{option}",
-                                          f"An integer field's {option} must be a whole 64-bit number, not {value}.")
+        for option in ("min", "max"):
+            value = getattr(field, option)
+            if value is None or field.type not in ("integer", "float"):
+                continue
+            if field.type == "integer" and not is_bigint(value):
+                yield DefinitionError("field.invalid_bound", f"{field.path}/{option}",
+                                      f"An integer field's {option} must be a whole 64-bit number.")
+            elif field.type == "float" and not _fits_double(value):
+                yield DefinitionError("field.invalid_bound", f"{field.path}/{option}",
+                                      f"A float field's {option} must fit a double precision number.")
         if field.type in NUMERIC and field.min is not None and field.max is not None and field.min > field.max:
             yield DefinitionError("field.min_greater_than_max", f"{field.path}/min",
                                   f"min ({field.min}) is greater than max ({field.max}).")

@@ -17,7 +17,8 @@ TREES = [parse_definition(p.read_text(encoding="utf-8")) for p in sorted(EXAMPLE
 _MISSING = object()
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-10, 10**6) | st.floats(allow_nan=False, allow_infinity=False)
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    | st.sampled_from([0, 1, -1, 2 ** 63, 10 ** 400, -(10 ** 400), 1e308, 0.5])
     | st.text(max_size=12) | st.sampled_from(["Order", "Customer", "now", "auth.id", "30s", "draft", "Order.paid"]),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
     max_leaves=6,

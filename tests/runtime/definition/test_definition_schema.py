@@ -60,3 +60,14 @@ def test_callers_get_their_own_copy():
 
 def test_the_file_is_plain_json():
     assert json.loads(SCHEMA_FILE.read_text(encoding="utf-8")) == definition_json_schema()
+
+
+def test_alternatives_report_only_the_branch_the_author_meant():
+    from runtime.definition.schema import _convert
+
+    validator = Draft202012Validator({"anyOf": [
+        {"type": "string"},
+        {"type": "object", "required": ["a"], "properties": {"a": {"type": "integer"}}},
+    ]})
+    error = next(validator.iter_errors({"a": "x"}))
+    assert [(e.code, e.path) for e in _convert(error)] == [("schema.type", "/a")]

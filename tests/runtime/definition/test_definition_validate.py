@@ -40,10 +40,19 @@ def test_the_type_checker_runs_once_the_structure_is_sound(monkeypatch):
     assert validate_definition(GOOD, typecheck=False).entities["Todo"]
 
 
-def test_the_type_checker_is_not_asked_about_a_broken_structure(monkeypatch):
-    monkeypatch.setattr(stage, "_typechecker", lambda: pytest.fail("type checker called"))
-    tree = {**GOOD, "invariants": {"x": {"for": "Nope", "rule": "true"}}}
-    assert errors_of(tree) == [("invariant.unknown_entity", "/invariants/x/for")]
+def test_rule_and_type_errors_are_reported_together_once_per_place(monkeypatch):
+    def checker(definition):
+        return [DefinitionError("expr.unknown_field", "/entities/Todo/access/read", "no field nope"),
+                DefinitionError("expr.unknown_secret", "/entities/Todo/access/update", "no secret X"),
+                DefinitionError("expr.internal", "", "confused by the broken invariant")]
+
+    monkeypatch.setattr(stage, "_typechecker", lambda: checker)
+    tree = {**GOOD, "entities": {"Todo": {"access": {"read": "record.nope", "update": "secrets.X == 1"}}},
+            "invariants": {"x": {"for": "Nope", "rule": "true"}}}
+    assert errors_of(tree) == [("expr.unknown_field", "/entities/Todo/access/read"),
+                               ("secret.not_allowed_here", "/entities/Todo/access/update"),
+                               ("secret.unknown", "/entities/Todo/access/update"),
+                               ("invariant.unknown_entity", "/invariants/x/for")]
 
 
 def test_a_missing_type_checker_is_skipped(monkeypatch):
