@@ -9,6 +9,7 @@ threads = int(os.environ.get("WEB_THREADS", "4"))
 worker_class = "gthread"
 graceful_timeout = 10
 timeout = 60
+control_socket = os.path.join(os.environ.get("PLINTH_DATA_DIR", "/tmp"), "gunicorn.ctl")
 accesslog = None  # the request middleware logs one structured line per request
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 logconfig_dict = {

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 import shutil
 import signal
 import socket
@@ -29,6 +30,8 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
+# platformdirs (through pgserver) warns on every start when XDG_RUNTIME_DIR is unset.
+warnings.filterwarnings("ignore", module="platformdirs")
 PY = sys.executable
 DEFAULT_TEST_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/plinth"
 DEFAULT_TEST_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -276,7 +279,9 @@ def run() -> int:
                 child.kill()
         services.stop()
 
+    # Both explicitly: a launcher started with SIGINT ignored (a background job) must still stop.
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     try:
         say("applying migrations")
         _manage(env, "migrate", "--noinput", "-v", "0")
@@ -284,7 +289,9 @@ def run() -> int:
         workers = os.environ.get("WEB_CONCURRENCY", "2")
         commands = {
             "web": [PY, "-m", "gunicorn", "controlplane.wsgi", "--bind", f"{host}:{port}", "--workers", workers,
-                    "--threads", "4", "--worker-class", "gthread", "--graceful-timeout", "10"],
+                    "--threads", "4", "--worker-class", "gthread", "--graceful-timeout", "10",
+                    # one control socket per platform, not one per machine user
+                    "--control-socket", str(data_dir() / "gunicorn.ctl")],
             "worker": [PY, "-m", "celery", "-A", "controlplane", "worker", "--loglevel", "INFO",
                        "--concurrency", os.environ.get("WORKER_CONCURRENCY", "2"), "--hostname", "worker@%h"],
             "beat": [PY, "-m", "celery", "-A", "controlplane", "beat", "--loglevel", "INFO",
