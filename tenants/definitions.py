@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import psycopg
 from django.db import DatabaseError, connection, transaction
 
+from runtime.compile import compile_definition
 from runtime.definition import load_definition, validate_definition
 from runtime.definition.model import Definition, DefinitionError, DefinitionInvalid
 from runtime.migrations import apply_migration, in_tenant_schema, plan_migration
@@ -85,6 +86,8 @@ def _push(tenant, source, content_type, dry_run, allow_destructive, actor) -> Pu
             return _invalid("parse.encoding", "A definition must be UTF-8 text.")
     try:
         new = load_definition(source, content_type)
+        # what the runtime will serve must compile now, not fail on the first request
+        compile_definition(new)
     except DefinitionInvalid as exc:
         return PushResult("invalid", errors=[e.as_dict() for e in exc.errors])
     try:
