@@ -3,10 +3,13 @@ from django.urls import include, path
 
 from controlplane.console import views as console
 from controlplane.health import healthz
+from runtime.api.views import data_api
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("api/v1/", include("controlplane.api.urls")),
+    path("t/<slug:slug>/", data_api, name="data-api-root"),
+    path("t/<slug:slug>/<path:rest>", data_api, name="data-api"),
     path("", console.dashboard, name="dashboard"),
     path("signup", console.signup, name="signup"),
     path("login", console.ConsoleLoginView.as_view(), name="login"),

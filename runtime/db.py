@@ -53,6 +53,8 @@ def runtime_conninfo() -> str:
         "host": db["HOST"] or "",
         "port": db["PORT"] or "",
         "application_name": "plinth-runtime",
+        # expressions' date arithmetic must not depend on the server's zone
+        "options": "-c TimeZone=UTC",
     }
     return " ".join(f"{k}='{_escape(v)}'" for k, v in params.items() if v != "")
 

@@ -66,6 +66,8 @@ class Tenant(models.Model):
     name = models.CharField(max_length=100)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     created_by = models.ForeignKey(User, null=True, on_delete=models.SET_NULL, related_name="+")
+    # Signs the tenant's end-user access tokens (data API); encrypted at rest, rotatable.
+    auth_secret = models.BinaryField(editable=False, default=bytes)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

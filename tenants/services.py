@@ -7,6 +7,7 @@ Each is atomic and records its audit event in the same transaction.
 from __future__ import annotations
 
 import re
+import secrets
 from dataclasses import dataclass
 
 from django.contrib.auth.password_validation import validate_password
@@ -20,7 +21,7 @@ from tenants import keys, provisioning
 from tenants.models import AuditEvent, Membership, PersonalAccessToken, Tenant, User
 from tenants.roles import apply_role, clear_role
 from tenants.tokens import token_generate
-from tenants.crypto import sha256_hex
+from tenants.crypto import encrypt, sha256_hex
 
 SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$")
 
@@ -142,7 +143,9 @@ def tenant_create(
     with transaction.atomic():
         if slug and Tenant.objects.filter(slug=slug).exists():
             raise ServiceError("slug_taken", f"The slug '{slug}' is taken.", field="slug", status=409)
-        tenant = Tenant(name=name, slug=slug or _unique_slug(name), created_by=owner)
+        tenant = Tenant(
+            name=name, slug=slug or _unique_slug(name), created_by=owner, auth_secret=encrypt(secrets.token_bytes(32))
+        )
         if _tenant_id:
             tenant.id = _tenant_id
         try:
@@ -187,6 +190,14 @@ def tenant_delete(*, tenant: Tenant, actor: Actor) -> None:
             provisioning.deprovision_tenant(cur, tenant.id)
         audit(actor, "tenant.delete", None, slug=tenant.slug, tenant_id=tenant.id)
         locked.delete()
+
+
+def auth_secret_rotate(*, tenant: Tenant, actor: Actor) -> None:
+    """A new signing secret for end-user tokens: every access token issued before stops
+    working (refresh tokens, stored in the tenant's schema, still work)."""
+    with transaction.atomic():
+        Tenant.objects.filter(pk=tenant.pk).update(auth_secret=encrypt(secrets.token_bytes(32)))
+        audit(actor, "auth_secret.rotate", tenant)
 
 
 def key_rotate(*, tenant: Tenant, kind: str, actor: Actor) -> str:

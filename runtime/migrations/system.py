@@ -38,6 +38,20 @@ SYSTEM_MIGRATIONS: list[tuple[str, list[str]]] = [
             "CREATE INDEX _audit_at_idx ON _audit (at)",
         ],
     ),
+    (
+        "0002_auth",
+        [
+            # refresh tokens: only their SHA-256 is kept; rotated on use, revocable
+            "CREATE TABLE _refresh_tokens ("
+            " id bigserial PRIMARY KEY,"
+            " user_id uuid NOT NULL REFERENCES _users (id) ON DELETE CASCADE,"
+            " token_hash text NOT NULL UNIQUE,"
+            " session_id uuid NOT NULL,"
+            " created_at timestamptz NOT NULL DEFAULT now(),"
+            " revoked_at timestamptz)",
+            "CREATE INDEX _refresh_tokens_user_idx ON _refresh_tokens (user_id)",
+        ],
+    ),
 ]
 
 

@@ -1,0 +1,168 @@
+"""The first stages of a data API request: resolve the tenant from the URL, authenticate
+the caller from its `apikey` and `Authorization` headers, and load the compiled backend of
+the live version.
+
+Callers:
+- no or unknown `apikey`: 401 (the key must belong to the tenant in the URL);
+- `apikey` = the anon key, no bearer or the key again as bearer: role `anon`, `auth` null;
+- anon key + `Authorization: Bearer <access token>` signed with the tenant's secret: the
+  end user, role from the token (`authenticated` or an application role);
+- the service key (as apikey, bearer, or both): role `service`, which skips access rules
+  and nothing else.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import jwt
+from django.db.models import Max
+
+from controlplane.middleware import bind_tenant
+from runtime.api.backends import backend_for
+from runtime.api.errors import ApiError, not_found, unauthorized
+from runtime.compile import CompiledBackend
+from tenants.crypto import decrypt, sha256_hex
+from tenants.models import ApiKey, Tenant
+
+ACCESS_TOKEN_AUDIENCE = "authenticated"
+
+
+@dataclass(frozen=True)
+class TenantInfo:
+    id: str
+    slug: str
+    status: str
+    version: int | None
+    secret: bytes = field(repr=False)
+
+    @property
+    def issuer(self) -> str:
+        return f"plinth:{self.slug}"
+
+
+@dataclass(frozen=True)
+class Caller:
+    role: str                        # anon | service | authenticated | an application role
+    user_id: str | None = None
+    email: str | None = None
+    claims: dict = field(default_factory=dict)
+
+    @property
+    def is_service(self) -> bool:
+        return self.role == "service"
+
+    @property
+    def auth(self) -> dict | None:
+        """`auth` as expressions see it: null for anonymous callers (and the service key)."""
+        if self.user_id is None:
+            return None
+        return {"id": self.user_id, "email": self.email, "role": self.role}
+
+    def db_claims(self) -> dict:
+        """What `request.jwt.claims` holds in the transaction (read by `auth.id` defaults)."""
+        return {"sub": self.user_id or "", "role": self.role, "email": self.email or ""}
+
+
+@dataclass
+class RequestContext:
+    tenant: TenantInfo
+    caller: Caller
+    _backend: CompiledBackend | None = None
+
+    @property
+    def backend(self) -> CompiledBackend:
+        if self._backend is None:
+            if self.tenant.version is None:
+                raise ApiError(404, "PGRST205", f"Tenant '{self.tenant.slug}' has no definition yet.",
+                               hint="Push a definition through the admin API or the console.")
+            self._backend = backend_for(self.tenant.id, self.tenant.version)
+        return self._backend
+
+
+def resolve_tenant(slug: str) -> TenantInfo:
+    row = (
+        Tenant.objects.filter(slug=slug)
+        .annotate(live=Max("versions__number"))
+        .values_list("id", "slug", "status", "live", "auth_secret")
+        .first()
+    )
+    if row is None:
+        raise not_found(f"No tenant '{slug}'.", code="PGRST000")
+    tenant_id, slug, status, live, secret = row
+    if status != Tenant.Status.ACTIVE:
+        raise ApiError(503, "PGRST002", f"Tenant '{slug}' is suspended.")
+    bind_tenant(slug)
+    return TenantInfo(tenant_id, slug, status, live, decrypt(secret) if secret else b"")
+
+
+def _bearer(request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if header and scheme.lower() != "bearer":
+        raise unauthorized("Authorization must be 'Bearer <token>'.")
+    return value.strip() or None
+
+
+def _key_kind(tenant: TenantInfo, raw: str | None) -> str | None:
+    if not raw or len(raw) > 2000:
+        return None
+    return (
+        ApiKey.objects.filter(tenant_id=tenant.id, key_hash=sha256_hex(raw), revoked_at__isnull=True)
+        .values_list("kind", flat=True)
+        .first()
+    )
+
+
+def verify_access_token(tenant: TenantInfo, token: str) -> dict:
+    try:
+        return jwt.decode(
+            token, tenant.secret, algorithms=["HS256"], audience=ACCESS_TOKEN_AUDIENCE, issuer=tenant.issuer,
+            options={"require": ["exp", "sub", "iss", "aud"]},
+        )
+    except jwt.ExpiredSignatureError:
+        raise unauthorized("JWT expired")
+    except jwt.PyJWTError:
+        raise unauthorized("The access token is not valid for this tenant.")
+
+
+def issue_access_token(tenant: TenantInfo, *, user_id: str, email: str, role: str, lifetime: int = 3600) -> tuple[str, int]:
+    now = int(time.time())
+    claims = {
+        "iss": tenant.issuer, "aud": ACCESS_TOKEN_AUDIENCE, "sub": user_id, "email": email, "role": role,
+        "iat": now, "exp": now + lifetime,
+    }
+    return jwt.encode(claims, tenant.secret, algorithm="HS256"), now + lifetime
+
+
+def authenticate(request, tenant: TenantInfo) -> Caller:
+    apikey = request.headers.get("apikey") or request.GET.get("apikey")
+    bearer = _bearer(request)
+    if apikey:
+        kind = _key_kind(tenant, apikey)
+        if kind is None:
+            raise unauthorized("The apikey is not a live key of this tenant.", code="PGRST301")
+    else:
+        # Some clients send the key only as the bearer: then it is the key, not a user.
+        kind, bearer = _key_kind(tenant, bearer), None
+        if kind is None:
+            raise unauthorized("No API key: send the tenant's anon or service key as the 'apikey' header.",
+                               code="PGRST300")
+    if kind == ApiKey.Kind.SERVICE:
+        return Caller("service")
+    if not bearer or bearer == apikey:
+        return Caller("anon")
+    try:
+        claims = verify_access_token(tenant, bearer)
+    except ApiError:
+        # the anon key as apikey with the service key as bearer is the service key
+        if _key_kind(tenant, bearer) == ApiKey.Kind.SERVICE:
+            return Caller("service")
+        raise
+    return Caller(str(claims.get("role") or "authenticated"), str(claims["sub"]), claims.get("email"), claims)
+
+
+def request_context(request, slug: str) -> RequestContext:
+    tenant = resolve_tenant(slug)
+    return RequestContext(tenant, authenticate(request, tenant))
