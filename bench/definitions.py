@@ -12,24 +12,11 @@ model alone (the floor under planning).
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
-from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-
-def timed(fn, repeat: int) -> list[float]:
-    out = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - started)
-    return out
+from _common import ROOT, bench_database, timed
 
 
 def forty_entities(extra_field: bool = False) -> str:
@@ -55,28 +42,15 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=50)
     args = parser.parse_args()
 
-    base = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/plinth")
-    parts = urlsplit(base)
-    os.environ["DATABASE_URL"] = urlunsplit(parts._replace(path="/plinth_bench_defs"))
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
-    import psycopg
+    with bench_database("plinth_bench_defs"):
+        run(args)
+    return 0
+
+
+def run(args) -> None:
     import yaml
-
-    from controlplane.launcher import ensure_database
-
-    maintenance = urlunsplit(parts._replace(scheme="postgresql", path="/postgres"))
-    with psycopg.connect(maintenance, autocommit=True) as conn:
-        conn.execute("DROP DATABASE IF EXISTS plinth_bench_defs WITH (FORCE)")
-    ensure_database(os.environ["DATABASE_URL"])
-
-    import django
-
-    django.setup()
-    from django.core.management import call_command
     from django.db import connection, transaction
 
-    call_command("migrate", verbosity=0)
     from runtime.compile import compile_definition
     from runtime.definition import load_definition
     from runtime.migrations import apply_migration, in_tenant_schema, plan_migration
@@ -127,14 +101,6 @@ def main() -> int:
 
     for tenant in tenants:
         services.tenant_delete(tenant=tenant, actor=actor)
-    connection.close()
-    from runtime.db import close_pools
-
-    close_pools()
-    with psycopg.connect(maintenance, autocommit=True) as conn:
-        conn.execute("DROP DATABASE IF EXISTS plinth_bench_defs WITH (FORCE)")
-    return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -15,20 +15,11 @@ DATABASE_URL. Prints, measured in this one run:
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
-from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+from _common import bench_database, pct
 
 
 def main() -> int:
@@ -38,30 +29,16 @@ def main() -> int:
     parser.add_argument("--queries", type=int, default=2000)
     args = parser.parse_args()
 
-    base = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/plinth")
-    parts = urlsplit(base)
-    os.environ["DATABASE_URL"] = urlunsplit(parts._replace(path="/plinth_bench"))
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
+    with bench_database("plinth_bench"):
+        run(args)
+    return 0
 
-    from controlplane.launcher import ensure_database
 
-    import psycopg
+def run(args) -> None:
+    from django.db import connection, transaction
     from psycopg import sql
 
-    maintenance = urlunsplit(parts._replace(scheme="postgresql", path="/postgres"))
-    with psycopg.connect(maintenance, autocommit=True) as conn:
-        conn.execute("DROP DATABASE IF EXISTS plinth_bench WITH (FORCE)")
-    ensure_database(os.environ["DATABASE_URL"])
-
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-    from django.db import connection, transaction
-
-    call_command("migrate", verbosity=0)
-    from runtime.db import close_pools, tenant_transaction
+    from runtime.db import tenant_transaction
     from tenants import services
     from tenants.models import Tenant, User, new_tenant_id
 
@@ -137,12 +114,6 @@ def main() -> int:
         print(f"{name:<40} {value:>10.2f} {baseline:>10.2f} {value / baseline:>7.2f}   {label}")
 
     services.tenant_delete(tenant=probe, actor=services.Actor(None))
-    close_pools()
-    connection.close()
-    with psycopg.connect(maintenance, autocommit=True) as conn:
-        conn.execute("DROP DATABASE IF EXISTS plinth_bench WITH (FORCE)")
-    return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -29,6 +29,11 @@ TokenOut = inline_serializer(
 )
 
 
+def _new_token_response(request, user, name: str) -> Response:
+    token, raw = services.token_create(user=user, name=name, actor=services.Actor(user, client_ip(request)))
+    return Response({"token": raw, "id": token.pk, "email": user.email}, status=status.HTTP_201_CREATED)
+
+
 class SignupView(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
@@ -42,10 +47,7 @@ class SignupView(APIView):
         user = services.user_signup(
             email=data.validated_data["email"], password=data.validated_data["password"], actor_ip=client_ip(request)
         )
-        token, raw = services.token_create(
-            user=user, name=data.validated_data["token_name"], actor=services.Actor(user, client_ip(request))
-        )
-        return Response({"token": raw, "id": token.pk, "email": user.email}, status=status.HTTP_201_CREATED)
+        return _new_token_response(request, user, data.validated_data["token_name"])
 
 
 class TokenView(APIView):
@@ -63,10 +65,7 @@ class TokenView(APIView):
         )
         if user is None:
             return error_response("invalid_credentials", "Email or password is wrong.", status.HTTP_401_UNAUTHORIZED)
-        token, raw = services.token_create(
-            user=user, name=data.validated_data["token_name"], actor=services.Actor(user, client_ip(request))
-        )
-        return Response({"token": raw, "id": token.pk, "email": user.email}, status=status.HTTP_201_CREATED)
+        return _new_token_response(request, user, data.validated_data["token_name"])
 
 
 class TokenOutSerializer(serializers.ModelSerializer):
