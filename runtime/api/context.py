@@ -127,9 +127,12 @@ def verify_access_token(tenant: TenantInfo, token: str) -> dict:
         raise unauthorized("The access token is not valid for this tenant.")
 
 
-def issue_access_token(tenant: TenantInfo, *, user_id: str, email: str, role: str, lifetime: int = 3600) -> tuple[str, int]:
+def issue_access_token(tenant: TenantInfo, *, user_id: str, email: str, role: str, lifetime: int = 3600,
+                       extra: dict | None = None) -> tuple[str, int]:
+    """`extra` adds claims (auth's `session_id`, ...); it cannot override the ones set here."""
     now = int(time.time())
     claims = {
+        **(extra or {}),
         "iss": tenant.issuer, "aud": ACCESS_TOKEN_AUDIENCE, "sub": user_id, "email": email, "role": role,
         "iat": now, "exp": now + lifetime,
     }
