@@ -7,6 +7,7 @@ Handlers are looked up by route; a route whose handler is not built yet answers 
 from __future__ import annotations
 
 import structlog
+from django.http import HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from runtime.api.errors import ApiError
@@ -49,8 +50,43 @@ def _handler(kind: str):
     return None
 
 
+# Browsers call the data API directly (supabase-js in a web app): every answer allows any
+# origin, since access is decided by keys and tokens, never by cookies.
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "GET, HEAD, POST, PATCH, PUT, DELETE, OPTIONS",
+    "Access-Control-Allow-Headers": (
+        "apikey, authorization, content-type, prefer, range, range-unit, accept, accept-profile, "
+        "content-profile, x-client-info, x-supabase-api-version, x-request-id"
+    ),
+    "Access-Control-Expose-Headers": "Content-Range, Content-Location, Location, X-Request-ID, Retry-After",
+    "Access-Control-Max-Age": "86400",
+}
+
+
 @csrf_exempt
 def data_api(request, slug: str, rest: str = ""):
+    if request.method == "OPTIONS":  # a CORS preflight: no key is sent with it
+        response = HttpResponse(status=204)
+    else:
+        response = _answer(request, slug, rest)
+    for key, value in CORS_HEADERS.items():
+        response[key] = value
+    return response
+
+
+def _auth_shaped(error: ApiError) -> ApiError:
+    """Key and token errors met before the auth handler, in Supabase Auth's shape, so that
+    auth-js and supabase-py read their `error_code`."""
+    from runtime.auth.errors import AuthError
+
+    if isinstance(error, AuthError):
+        return error
+    code = {401: "bad_jwt", 404: "no_definition", 503: "unexpected_failure"}.get(error.status, "unexpected_failure")
+    return AuthError(error.status, code, error.message, headers=error.headers)
+
+
+def _answer(request, slug: str, rest: str):
     from runtime.api.context import request_context
 
     kind, name = _route(rest)
@@ -67,7 +103,7 @@ def data_api(request, slug: str, rest: str = ""):
         context = request_context(request, slug)
         return handler(request, context, name)
     except ApiError as error:
-        return error.response()
+        return (_auth_shaped(error) if kind == "auth" else error).response()
     except Exception:  # a bug: logged with the request id, answered without details
         log.exception("data_api.unhandled", route=kind)
         return ApiError(500, "PGRST000", f"Internal error (request {getattr(request, 'request_id', '?')}).").response()
