@@ -5,6 +5,7 @@ traceback or a secret."""
 from __future__ import annotations
 
 import json
+import re
 
 import psycopg
 from django.http import HttpResponse
@@ -65,6 +66,60 @@ _SQLSTATE = {
 }
 
 
+# The suffix of a constraint named `<Entity>_<field>_<kind>` (runtime/migrations/tables.py)
+# -> what breaking it means, said of the field.
+_CONSTRAINT_KINDS = {
+    "min_length": "is shorter than the field allows",
+    "max_length": "is longer than the field allows",
+    "min": "is below the field's minimum",
+    "max": "is above the field's maximum",
+    "enum": "is not one of the field's values",
+    "pattern": "does not match the field's pattern",
+    "email": "is not an email address",
+    "url": "is not an http(s) URL",
+}
+_KEY_COLUMNS = re.compile(r"^Key \((?P<cols>[^)]*)\)=")
+
+
+def _constraint_field(table: str | None, constraint: str | None) -> tuple[str, str] | None:
+    """(field, kind) from a constraint's name, when it follows the naming scheme."""
+    if not table or not constraint or not constraint.startswith(f"{table}_"):
+        return None
+    rest = constraint[len(table) + 1:]
+    for kind in sorted(_CONSTRAINT_KINDS, key=len, reverse=True):   # min_length before min
+        if rest.endswith("_" + kind) and len(rest) > len(kind) + 1:
+            return rest[: -len(kind) - 1], kind
+    return None
+
+
+def _describe(state: str, diag, primary: str) -> str | None:
+    """A message naming the entity and field, from what Postgres reports; None if unsure."""
+    table = getattr(diag, "table_name", None)
+    constraint = getattr(diag, "constraint_name", None)
+    detail = getattr(diag, "message_detail", None) or ""
+    key = _KEY_COLUMNS.match(detail)
+    if state == "23502" and table and getattr(diag, "column_name", None):
+        return f"{table}.{diag.column_name} is required."
+    if state == "23514":
+        found = _constraint_field(table, constraint)
+        if found:
+            return f"{table}.{found[0]} {_CONSTRAINT_KINDS[found[1]]}."
+    if state == "23505" and table and key:
+        return f"{table} ({key.group('cols')}): another row already has this value."
+    if state == "23503" and table and key:
+        if primary.startswith("update or delete on table"):
+            target = re.search(r'^update or delete on table "([^"]+)"', primary)
+            # the referencing field is in the constraint's name, `<Entity>_<field>_fkey`
+            prefix, suffix = f"{table}_", "_fkey"
+            named = constraint and constraint.startswith(prefix) and constraint.endswith(suffix)
+            field = constraint[len(prefix):-len(suffix)] if named else "?"
+            return (f"The {target.group(1) if target else ''} row is still referenced by "
+                    f"{table}.{field}, which does not allow deleting it.").replace("The  ", "The ")
+        referenced = re.search(r'is not present in table "([^"]+)"', detail)
+        return f"{table}.{key.group('cols')}: no {referenced.group(1) if referenced else 'such'} row has this id."
+    return None
+
+
 def from_postgres(exc: psycopg.Error) -> ApiError:
     state = getattr(exc, "sqlstate", None) or ""
     diag = getattr(exc, "diag", None)
@@ -79,6 +134,8 @@ def from_postgres(exc: psycopg.Error) -> ApiError:
         else:
             # Anything else is our bug or an outage, never the caller's data: say so plainly.
             return ApiError(500, "PGRST000", "The database could not run this request.", None, None)
+    if diag is not None:
+        message = _describe(state, diag, getattr(diag, "message_primary", None) or "") or message
     details = None
     if constraint:
         details = f"constraint {constraint}"

@@ -52,6 +52,24 @@ SYSTEM_MIGRATIONS: list[tuple[str, list[str]]] = [
             "CREATE INDEX _refresh_tokens_user_idx ON _refresh_tokens (user_id)",
         ],
     ),
+    (
+        "0003_outbox",
+        [
+            # What a committed transaction asked to happen after it: jobs to enqueue,
+            # workflows to start, events to publish. Written in the same transaction as
+            # the change (so a rolled-back write starts nothing); read by the job runner.
+            "CREATE TABLE _outbox ("
+            " id bigserial PRIMARY KEY,"
+            " kind text NOT NULL CHECK (kind IN ('job', 'workflow', 'event')),"
+            " name text NOT NULL,"
+            " payload jsonb NOT NULL DEFAULT '{}',"
+            " key text,"
+            " run_after timestamptz NOT NULL DEFAULT now(),"
+            " created_at timestamptz NOT NULL DEFAULT now(),"
+            " taken_at timestamptz)",
+            "CREATE INDEX _outbox_pending_idx ON _outbox (id) WHERE taken_at IS NULL",
+        ],
+    ),
 ]
 
 

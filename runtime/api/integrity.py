@@ -1,0 +1,547 @@
+"""The guarantees every write keeps, whoever writes: the data API now, actions, transitions
+and jobs later. Access rules, checks, the state machine's field, invariants (anchor rows
+locked), the audit trail and the outbox hook, all in the writer's transaction.
+
+    session = WriteSession(conn, backend, caller)
+    session.insert("Order", [{"customer": customer_id, "total": Decimal("10")}])
+    session.update("Order", where, {"total": Decimal("12")})
+    session.finish()      # every invariant of every affected anchor row, then the outbox
+
+Each write runs in this order; the order is what makes the guarantees hold:
+
+1. lock the rows it changes (update, delete: `SELECT ... FOR UPDATE` of the rows the caller
+   may change; rows the rules hide are simply not matched, PostgREST-style);
+2. lock the invariant anchors those rows reach as they are, and as the new values will make
+   them (an Order moving to another Customer reaches both), in id order. A concurrent
+   writer touching the same anchor waits here, before either has read what the invariant
+   reads: no write skew, and the rule later reads committed rows (READ COMMITTED takes a
+   fresh snapshot per statement);
+3. write;
+4. access after the write (create: the stored row, defaults applied; update: the new row),
+   then the entity's checks;
+5. lock what the stored rows reach that step 2 could not know (defaults, new ids);
+6. audit rows; events for the outbox.
+
+`finish()` evaluates each touched invariant once, for all its anchor rows, so that steps
+of one action may pass through a broken state (add a line, then fix the total).
+
+The service key skips access rules only: checks, the state machine and invariants hold
+for every caller. Errors are `ApiError`s in PostgREST's shape; raising one inside
+`tenant_transaction` rolls everything back.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Iterable, Mapping, Sequence
+
+from psycopg import sql
+
+from runtime.api.errors import ApiError, bad_request, forbidden
+from runtime.compile.backend import CompiledBackend, CompiledEntity
+from runtime.compile.events import Trigger
+
+SYSTEM_FIELDS = ("id", "created_at", "updated_at")
+ALIAS = sql.Identifier("r")
+# The row as the audit log and responses see it: every field, not generated columns.
+ROW_JSON = sql.SQL("(to_jsonb({}) - '_search')::text").format(ALIAS)
+BATCH = 500  # rows per INSERT: keeps a statement under Postgres's 65535 parameters
+
+
+class _Default:
+    def __repr__(self) -> str:
+        return "DEFAULT"
+
+
+DEFAULT = _Default()  # a value meaning "the column's default"
+
+Where = tuple[sql.Composable, Mapping[str, Any]]  # a predicate over alias `r`, its parameters
+
+
+@dataclass(frozen=True)
+class StoredRow:
+    """A row as stored: its jsonb text (exact numbers, kept for audit and responses) and
+    the same parsed, decimals as `Decimal`."""
+
+    text: str
+    data: dict
+
+    @classmethod
+    def parse(cls, text: str) -> "StoredRow":
+        return cls(text, json.loads(text, parse_float=Decimal))
+
+    @property
+    def id(self) -> str:
+        return self.data["id"]
+
+
+@dataclass(frozen=True)
+class Written:
+    entity: str
+    operation: str                  # insert | update | delete
+    before: StoredRow | None
+    after: StoredRow | None
+
+    @property
+    def row(self) -> StoredRow:
+        return self.after or self.before  # type: ignore[return-value]
+
+    @property
+    def event(self) -> str:
+        return f"{self.entity}.{ {'insert': 'created', 'update': 'updated', 'delete': 'deleted'}[self.operation] }"
+
+    def changed(self) -> list[str] | None:
+        """Fields this write set: all non-null ones of an insert, the differing ones of an
+        update (`updated_at` moves on every update, so it says nothing), none for a delete."""
+        if self.operation == "delete":
+            return None
+        after = self.after.data  # type: ignore[union-attr]
+        if self.operation == "insert":
+            return [k for k, v in after.items() if v is not None and k not in SYSTEM_FIELDS]
+        before = self.before.data  # type: ignore[union-attr]
+        return [k for k, v in after.items() if k != "updated_at" and before.get(k) != v]
+
+
+def actor_of(caller) -> tuple[str, str]:
+    """(actor_kind, actor_id) for the audit log: a user and their id, or the key used."""
+    if caller.is_service:
+        return "service", "service"
+    if getattr(caller, "user_id", None):
+        return "user", str(caller.user_id)
+    return "anon", "anon"
+
+
+def record_events(conn, backend: CompiledBackend, events: Sequence[Written]) -> None:
+    """The outbox hook: called once per transaction, before commit, with every write of it.
+
+    Each write emits `<Entity>.created|updated|deleted` (`Written.event`). An event that
+    starts a job or workflow (`backend.events.starts`) or that a workflow may wait for
+    (`backend.events.waits`) is written to `_outbox` in this same transaction, with the row
+    as `record` (the row before a delete), so a run exists if and only if its cause
+    committed. Events nothing listens to are not stored.
+    """
+    listened = set(backend.events.starts) | set(backend.events.waits)
+    rows = [(w.event, w.row.text) for w in events if w.event in listened]
+    if not rows:
+        return
+    conn.execute(
+        "INSERT INTO _outbox (kind, name, payload) "
+        "SELECT 'event', e.name, jsonb_build_object('record', e.row::jsonb) "
+        "FROM unnest(%(names)s::text[], %(rows)s::text[]) AS e(name, row)",
+        {"names": [name for name, _ in rows], "rows": [text for _, text in rows]},
+    )
+
+
+def sql_type(column_type: str) -> str:
+    """The column's type without its modifier: a value is cast to `varchar`, `numeric`, and
+    the column's own limits then refuse it (a cast to varchar(10) would silently cut it)."""
+    return re.sub(r"\(.*\)$", "", column_type)
+
+
+def _ids_param(ids: Iterable[Any]) -> list[str]:
+    return sorted({str(i) for i in ids if i is not None and i is not DEFAULT})
+
+
+# Errors ---------------------------------------------------------------------------------
+
+
+def access_denied(entity: str, operation: str, rule_path: str | None) -> ApiError:
+    if rule_path is None:
+        return forbidden(
+            f"{entity} has no access.{operation} rule: only the service key may {operation} {entity} rows.",
+            details=f"access.{operation} of {entity}",
+        )
+    return forbidden(f"Denied by access.{operation} of {entity}.", details=rule_path)
+
+
+def state_field_error(entity: CompiledEntity, detail: str) -> ApiError:
+    rpcs = ", ".join(f"POST rest/v1/rpc/{entity.name}.{t}" for t in entity.transitions) or "its transitions"
+    return forbidden(
+        f"{entity.name}.{entity.state_field} is the state of {entity.name}: it changes only through "
+        f"transitions ({rpcs}).",
+        details=detail,
+    )
+
+
+def invariant_failed(backend: CompiledBackend, name: str) -> ApiError:
+    invariant = backend.invariants[name]
+    message = invariant.message or "the rule does not hold"
+    return ApiError(409, "P0001", f"Invariant {name} failed: {message}",
+                    details=f"invariant {name} (for {invariant.anchor})")
+
+
+# The session ----------------------------------------------------------------------------
+
+
+@dataclass
+class WriteSession:
+    """One transaction's writes and everything they must keep. Use one per transaction and
+    call `finish()` before it commits."""
+
+    conn: Any
+    backend: CompiledBackend
+    caller: Any
+    enforce_access: bool | None = None          # default: every caller but the service key
+    written: list[Written] = field(default_factory=list)
+    _pending: dict[str, set[str]] = field(default_factory=dict)     # invariant -> anchor ids
+    _pending_all: set[str] = field(default_factory=set)              # invariants over every anchor
+    _locked: dict[str, set[str]] = field(default_factory=dict)       # entity -> locked ids
+    _locked_all: set[str] = field(default_factory=set)
+
+    def __post_init__(self):
+        if self.enforce_access is None:
+            self.enforce_access = not self.caller.is_service
+        self.auth = self.caller.auth
+
+    # public writes ----------------------------------------------------------------------
+
+    def insert(self, entity: str, rows: Sequence[Mapping[str, Any]], *, missing_default: bool = True) -> list[Written]:
+        """Insert rows (field -> value, or DEFAULT). A field some rows lack is NULL in them,
+        or its default with `missing_default` (the state field always starts at its default)."""
+        ent = self.entity(entity)
+        if not rows:
+            return []
+        if self.enforce_access and "create" not in ent.access:
+            # before writing: a database error (a dangling reference) must not answer first
+            raise access_denied(ent.name, "create", None)
+        self._refuse_system(ent, rows, allow_id=True)
+        self._refuse_initial_state(ent, rows)
+        self._touch(entity, rows)                      # anchors the new values point at: lock first
+        stored: list[StoredRow] = []
+        for start in range(0, len(rows), BATCH):
+            query, params = self._insert_sql(ent, rows[start:start + BATCH], missing_default)
+            stored += [StoredRow.parse(t) for (t,) in self.conn.execute(query, params).fetchall()]
+        ids = [row.id for row in stored]
+        if self.enforce_access:
+            self._require(ent, "create", ids)
+        self._run_checks(ent, ids)
+        self._touch(entity, [row.data for row in stored])
+        return self._record([Written(entity, "insert", None, row) for row in stored])
+
+    def update(self, entity: str, where: Where, values: Mapping[str, Any]) -> list[Written]:
+        """Update the rows matching `where` that the caller may update (and read); the
+        others are left alone, as PostgREST does. The new rows must pass the rule too."""
+        ent = self.entity(entity)
+        self._refuse_system(ent, [values], allow_id=False)
+        before = self._lock_matching(ent, where, "update")
+        return self._update_rows(ent, before, values)
+
+    def delete(self, entity: str, where: Where) -> list[Written]:
+        """Delete the rows matching `where` that the caller may delete (and read)."""
+        ent = self.entity(entity)
+        before = self._lock_matching(ent, where, "delete")
+        if not before:
+            return []
+        self._touch(entity, [row.data for row in before])
+        self.conn.execute(
+            sql.SQL("DELETE FROM {} AS {} WHERE {}.id = ANY(%(_ids)s::uuid[])").format(
+                sql.Identifier(entity), ALIAS, ALIAS),
+            {"_ids": [row.id for row in before]},
+        )
+        return self._record([Written(entity, "delete", row, None) for row in before])
+
+    def upsert(self, entity: str, rows: Sequence[Mapping[str, Any]], on_conflict: Sequence[str], *,
+               ignore_duplicates: bool = False, missing_default: bool = True) -> list[Written]:
+        """Insert rows, or, where a row with the same `on_conflict` key exists, update it
+        with the row's values (or leave it, with `ignore_duplicates`). An existing row the
+        caller may not update is a 403, not a silent skip: the caller asked for that row.
+
+        A row inserted concurrently between the lookup and the insert makes the insert
+        fail as a unique violation; the data API retries the whole transaction then."""
+        ent = self.entity(entity)
+        conflict = self._conflict_key(ent, on_conflict)
+        keyed = [i for i, row in enumerate(rows) if all(row.get(c) not in (None, DEFAULT) for c in conflict)]
+        existing = self._lock_existing(ent, conflict, [rows[i] for i in keyed])
+        matched = {keyed[n]: row for n, row in existing.items()}
+        if len({row.id for row in matched.values()}) < len(matched):
+            raise ApiError(400, "21000", "Two rows of the body have the same on_conflict key.",
+                           details=f"on_conflict={','.join(conflict)}")
+        written: list[Written] = []
+        if matched and not ignore_duplicates:
+            befores = sorted(matched.items(), key=lambda item: item[1].id)
+            if self.enforce_access:
+                self._require(ent, "update", [row.id for _, row in befores], also_read=True)
+            for index, before in befores:
+                values = {k: v for k, v in rows[index].items() if k not in conflict}
+                self._refuse_system(ent, [values], allow_id=False)
+                written += self._update_rows(ent, [before], values)
+        fresh = [row for i, row in enumerate(rows) if i not in matched]
+        written += self.insert(entity, fresh, missing_default=missing_default)
+        return written
+
+    def set_state(self, entity: str, ids: Sequence[str], state: str) -> list[Written]:
+        """The one way a state field changes: a transition (runtime/api/transitions.py), whose
+        own access rule, `from` states and guard were checked by the caller. Checks,
+        invariants and the audit trail apply as to any update."""
+        ent = self.entity(entity)
+        if ent.state_field is None:
+            raise bad_request(f"{entity} has no state machine.")
+        query = sql.SQL("SELECT {} FROM {} AS {} WHERE {}.id = ANY(%(_ids)s::uuid[]) ORDER BY {}.id FOR UPDATE OF {}").format(
+            ROW_JSON, sql.Identifier(ent.name), ALIAS, ALIAS, ALIAS, ALIAS)
+        before = [StoredRow.parse(t) for (t,) in self.conn.execute(query, {"_ids": list(ids)}).fetchall()]
+        self._locked.setdefault(ent.name, set()).update(row.id for row in before)
+        return self._update_rows(ent, before, {ent.state_field: state}, transition=True)
+
+    def finish(self) -> None:
+        """Evaluate every invariant the writes touched, for every affected anchor row
+        (already locked), then hand the events to the outbox. Raises 409 on a failure."""
+        for name in sorted(set(self._pending) | self._pending_all):
+            invariant = self.backend.invariants[name]
+            rule = invariant.rule.sql
+            if name in self._pending_all:
+                scope, params = sql.SQL("true"), {}
+            else:
+                ids = _ids_param(self._pending[name])
+                if not ids:
+                    continue
+                scope, params = sql.SQL("{}.id = ANY(%(_ids)s::uuid[])").format(ALIAS), {"_ids": ids}
+            query = sql.SQL("SELECT {}.id FROM {} AS {} WHERE {} AND NOT {} LIMIT 1").format(
+                ALIAS, sql.Identifier(invariant.anchor), ALIAS, scope, rule.sql)
+            if self.conn.execute(query, {**rule.bind(auth=self.auth), **params}).fetchone():
+                raise invariant_failed(self.backend, name)
+        record_events(self.conn, self.backend, self.written)
+        self._pending.clear()
+        self._pending_all.clear()
+
+    # helpers ----------------------------------------------------------------------------
+
+    def entity(self, name: str) -> CompiledEntity:
+        ent = self.backend.entities.get(name)
+        if ent is None:
+            raise ApiError(404, "PGRST205", f"No entity '{name}'.")
+        return ent
+
+    def _rule_sql(self, ent: CompiledEntity, operation: str) -> tuple[sql.Composable, dict]:
+        """The access rule as a predicate; a missing rule denies (the service key never asks)."""
+        rule = ent.access.get(operation)
+        if rule is None:
+            return sql.SQL("false"), {}
+        return rule.sql.sql, rule.sql.bind(auth=self.auth)
+
+    def _lock_matching(self, ent: CompiledEntity, where: Where, operation: str) -> list[StoredRow]:
+        predicate, params = where
+        params = dict(params)
+        if self.enforce_access:
+            if operation not in ent.access:
+                raise access_denied(ent.name, operation, None)
+            # Rows the caller cannot read are not theirs to change either (as with RLS).
+            for op in (operation, "read"):
+                rule_sql, rule_params = self._rule_sql(ent, op)
+                predicate = sql.SQL("({}) AND {}").format(predicate, rule_sql)
+                params.update(rule_params)
+        query = sql.SQL("SELECT {} FROM {} AS {} WHERE {} ORDER BY {}.id FOR UPDATE OF {}").format(
+            ROW_JSON, sql.Identifier(ent.name), ALIAS, predicate, ALIAS, ALIAS)
+        rows = [StoredRow.parse(t) for (t,) in self.conn.execute(query, params).fetchall()]
+        self._locked.setdefault(ent.name, set()).update(row.id for row in rows)
+        return rows
+
+    def _update_rows(self, ent: CompiledEntity, before: list[StoredRow], values: Mapping[str, Any],
+                     transition: bool = False) -> list[Written]:
+        if not before or not values:
+            return []
+        state = ent.state_field
+        if not transition and state in values and any(row.data.get(state) != values[state] for row in before):
+            raise state_field_error(ent, f"an update may not change {ent.name}.{state}")
+        ids = [row.id for row in before]
+        self._touch(ent.name, [row.data for row in before] + [{**row.data, **values} for row in before])
+        assignments, params = [], {"_ids": ids}
+        for n, (name, value) in enumerate(values.items()):
+            column = ent.table.columns[name]
+            if value is DEFAULT:
+                assignments.append(sql.SQL("{} = DEFAULT").format(sql.Identifier(name)))
+                continue
+            params[f"v{n}"] = value
+            assignments.append(sql.SQL("{} = CAST({} AS {})").format(
+                sql.Identifier(name), sql.Placeholder(f"v{n}"), sql.SQL(sql_type(column.type))))
+        query = sql.SQL("UPDATE {} AS {} SET {} WHERE {}.id = ANY(%(_ids)s::uuid[]) RETURNING {}").format(
+            sql.Identifier(ent.name), ALIAS, sql.SQL(", ").join(assignments), ALIAS, ROW_JSON)
+        after = {row.id: row for row in (StoredRow.parse(t) for (t,) in self.conn.execute(query, params).fetchall())}
+        if self.enforce_access and not transition:
+            self._require(ent, "update", ids)
+        self._run_checks(ent, ids)
+        self._touch(ent.name, [row.data for row in after.values()])
+        return self._record([Written(ent.name, "update", row, after[row.id]) for row in before if row.id in after])
+
+    def _insert_sql(self, ent: CompiledEntity, rows: Sequence[Mapping[str, Any]], missing_default: bool):
+        columns = list(dict.fromkeys(k for row in rows for k in row)) or ["id"]
+        params: dict[str, Any] = {}
+        tuples = []
+        for i, row in enumerate(rows):
+            cells = []
+            for j, name in enumerate(columns):
+                # a missing id or state is always the default: null could never be stored
+                value = row.get(name, DEFAULT if (missing_default or name in ("id", ent.state_field)) else None)
+                if value is DEFAULT:
+                    cells.append(sql.SQL("DEFAULT"))
+                else:
+                    params[f"v{i}_{j}"] = value
+                    cells.append(sql.SQL("CAST({} AS {})").format(
+                        sql.Placeholder(f"v{i}_{j}"), sql.SQL(sql_type(ent.table.columns[name].type))))
+            tuples.append(sql.SQL("({})").format(sql.SQL(", ").join(cells)))
+        query = sql.SQL("INSERT INTO {} AS {} ({}) VALUES {} RETURNING {}").format(
+            sql.Identifier(ent.name), ALIAS, sql.SQL(", ").join(map(sql.Identifier, columns)),
+            sql.SQL(", ").join(tuples), ROW_JSON)
+        return query, params
+
+    def _refuse_system(self, ent: CompiledEntity, rows: Iterable[Mapping[str, Any]], *, allow_id: bool) -> None:
+        for row in rows:
+            for name in row:
+                if name not in ent.table.columns:
+                    raise bad_request(f"{ent.name} has no field '{name}'.", code="PGRST204")
+                if name in SYSTEM_FIELDS and not (allow_id and name == "id"):
+                    raise bad_request(f"{ent.name}.{name} is maintained by Plinth and cannot be written.",
+                                      code="PGRST204")
+
+    def _refuse_initial_state(self, ent: CompiledEntity, rows: Iterable[Mapping[str, Any]]) -> None:
+        state = ent.state_field
+        if state is None:
+            return
+        initial = ent.table.columns[state].source.default
+        for row in rows:
+            if state in row and row[state] is not DEFAULT and row[state] != initial:
+                raise state_field_error(ent, f"new {ent.name} rows start in '{initial}'")
+
+    def _require(self, ent: CompiledEntity, operation: str, ids: Sequence[str], also_read: bool = False) -> None:
+        """403 unless the rule holds for every one of the rows (as they are now)."""
+        if not ids:
+            return
+        rule = ent.access.get(operation)
+        if rule is None:
+            raise access_denied(ent.name, operation, None)
+        predicate, params = rule.sql.sql, rule.sql.bind(auth=self.auth)
+        if also_read:
+            read_sql, read_params = self._rule_sql(ent, "read")
+            predicate = sql.SQL("({} AND {})").format(predicate, read_sql)
+            params.update(read_params)
+        query = sql.SQL("SELECT 1 FROM {} AS {} WHERE {}.id = ANY(%(_ids)s::uuid[]) AND NOT {} LIMIT 1").format(
+            sql.Identifier(ent.name), ALIAS, ALIAS, predicate)
+        if self.conn.execute(query, {**params, "_ids": list(ids)}).fetchone():
+            raise access_denied(ent.name, operation, rule.path)
+
+    def _run_checks(self, ent: CompiledEntity, ids: Sequence[str]) -> None:
+        """422 naming the first check that one of the stored rows breaks (one query for all)."""
+        if not ent.checks or not ids:
+            return
+        params: dict[str, Any] = {"_ids": list(ids)}
+        for check in ent.checks:
+            params.update(check.rule.sql.bind(auth=self.auth))
+        passes = [check.rule.sql.sql for check in ent.checks]
+        query = sql.SQL("SELECT {} FROM {} AS {} WHERE {}.id = ANY(%(_ids)s::uuid[]) AND NOT ({}) LIMIT 1").format(
+            sql.SQL(", ").join(passes), sql.Identifier(ent.name), ALIAS, ALIAS, sql.SQL(" AND ").join(passes))
+        row = self.conn.execute(query, params).fetchone()
+        if row:
+            check = next(c for c, ok in zip(ent.checks, row) if not ok)
+            raise ApiError(422, "23514", f"Check {check.name} of {ent.name} failed: {check.message or check.rule.source}",
+                           details=f"check {check.name} of {ent.name}")
+
+    def _conflict_key(self, ent: CompiledEntity, on_conflict: Sequence[str]) -> tuple[str, ...]:
+        key = tuple(on_conflict) or ("id",)
+        keys = {("id",)} | {(c.name,) for c in ent.table.columns.values() if c.unique} | set(ent.table.uniques.values())
+        if not any(set(key) == set(k) and len(key) == len(k) for k in keys):
+            raise bad_request(f"on_conflict={','.join(key)} is not a unique key of {ent.name}.", code="42P10",
+                              hint="Use id, a unique field, or the fields of one of the entity's unique keys.")
+        return key
+
+    def _lock_existing(self, ent: CompiledEntity, key: tuple[str, ...], rows: Sequence[Mapping[str, Any]]) -> dict[int, StoredRow]:
+        """Row index -> the existing row with the same key, locked."""
+        if not rows:
+            return {}
+        params: dict[str, Any] = {}
+        tuples = []
+        for i, row in enumerate(rows):
+            cells = [sql.SQL("{}::int").format(sql.Literal(i))]
+            for j, name in enumerate(key):
+                params[f"k{i}_{j}"] = row[name]
+                cells.append(sql.SQL("CAST({} AS {})").format(
+                    sql.Placeholder(f"k{i}_{j}"), sql.SQL(sql_type(ent.table.columns[name].type))))
+            tuples.append(sql.SQL("({})").format(sql.SQL(", ").join(cells)))
+        names = [sql.Identifier(f"k{j}") for j in range(len(key))]
+        join = sql.SQL(" AND ").join(
+            sql.SQL("{}.{} = v.{}").format(ALIAS, sql.Identifier(name), names[j]) for j, name in enumerate(key))
+        query = sql.SQL("SELECT v.n, {} FROM {} AS {} JOIN (VALUES {}) AS v(n, {}) ON {} ORDER BY {}.id FOR UPDATE OF {}").format(
+            ROW_JSON, sql.Identifier(ent.name), ALIAS, sql.SQL(", ").join(tuples), sql.SQL(", ").join(names), join,
+            ALIAS, ALIAS)
+        found = {n: StoredRow.parse(t) for n, t in self.conn.execute(query, params).fetchall()}
+        self._locked.setdefault(ent.name, set()).update(row.id for row in found.values())
+        return found
+
+    def _record(self, written: list[Written]) -> list[Written]:
+        """The audit rows of these writes, and their events for `finish()`."""
+        if written:
+            kind, actor = actor_of(self.caller)
+            with self.conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO _audit (actor_kind, actor_id, entity, row_id, operation, changed, before, after)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb)",
+                    [(kind, actor, w.entity, w.row.id, w.operation, w.changed(),
+                      w.before.text if w.before else None, w.after.text if w.after else None) for w in written],
+                )
+        self.written += written
+        return written
+
+    # invariants: which anchors a write reaches, and their locks -------------------------
+
+    def _touch(self, entity: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Note and lock the anchors of every invariant these rows (old or new values) reach."""
+        to_lock: dict[str, set[str]] = {}
+        for trigger in self.backend.events.invariants_by_entity.get(entity, ()):
+            anchor = self.backend.invariants[trigger.invariant].anchor
+            if trigger.all_anchors:
+                self._pending_all.add(trigger.invariant)
+                self._lock_all(anchor)
+                continue
+            ids = self._reach(trigger, rows)
+            self._pending.setdefault(trigger.invariant, set()).update(ids)
+            to_lock.setdefault(anchor, set()).update(ids)
+        for anchor in sorted(to_lock):
+            self._lock(anchor, to_lock[anchor])
+
+    def _reach(self, trigger: Trigger, rows: Sequence[Mapping[str, Any]]) -> set[str]:
+        """The anchor ids the rows reach through the trigger's hops (see runtime/compile/events.py)."""
+        hops = trigger.hops
+        if hops and hops[0].direction == "up":       # read from the rows themselves
+            ids = set(_ids_param(row.get(hops[0].field) for row in rows))
+            hops = hops[1:]
+        else:
+            ids = set(_ids_param(row.get("id") for row in rows))
+        for hop in hops:
+            if not ids:
+                break
+            if hop.direction == "up":
+                # FOR SHARE: a concurrent move of these rows (which locks them) waits for us,
+                # and we read the value it commits.
+                query = sql.SQL("SELECT {}::text FROM {} WHERE id = ANY(%(_ids)s::uuid[]) FOR SHARE").format(
+                    sql.Identifier(hop.field), sql.Identifier(hop.entity))
+            else:
+                # Lock the referenced rows first: a concurrent insert pointing at them (its
+                # foreign key check takes KEY SHARE) then waits, so no anchor appears unseen.
+                target = self.backend.entities[hop.entity].table.columns[hop.field].fk.table
+                self._lock(target, ids)
+                query = sql.SQL("SELECT id::text FROM {} WHERE {} = ANY(%(_ids)s::uuid[])").format(
+                    sql.Identifier(hop.entity), sql.Identifier(hop.field))
+            ids = {value for (value,) in self.conn.execute(query, {"_ids": sorted(ids)}).fetchall() if value}
+        return ids
+
+    def _lock(self, entity: str, ids: Iterable[str]) -> None:
+        """Lock these rows FOR UPDATE, in id order (writers of one anchor queue, not deadlock)."""
+        if entity in self._locked_all:
+            return
+        locked = self._locked.setdefault(entity, set())
+        fresh = [i for i in _ids_param(ids) if i not in locked]
+        if fresh:
+            self.conn.execute(
+                sql.SQL("SELECT 1 FROM {} WHERE id = ANY(%(_ids)s::uuid[]) ORDER BY id FOR UPDATE").format(
+                    sql.Identifier(entity)),
+                {"_ids": fresh},
+            )
+            locked.update(fresh)
+
+    def _lock_all(self, entity: str) -> None:
+        # An invariant reading a whole entity (`Membership.exists(...)`) can be affected at
+        # every anchor: lock them all. Anchors inserted concurrently are checked by their writer.
+        if entity not in self._locked_all:
+            self.conn.execute(sql.SQL("SELECT 1 FROM {} ORDER BY id FOR UPDATE").format(sql.Identifier(entity)))
+            self._locked_all.add(entity)
