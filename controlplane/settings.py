@@ -199,6 +199,8 @@ CELERY_BEAT_SCHEDULE = {
 # Where `make run` keeps the embedded servers' data and the demo credentials.
 PLINTH_DATA_DIR = Path(env("PLINTH_DATA_DIR", str(BASE_DIR / ".plinth")))
 PLINTH_PUBLIC_URL = env("PLINTH_PUBLIC_URL", f"http://127.0.0.1:{env('PORT', '8000')}")
+# bench/data_api.py's baseline views under /_bench/ (unauthenticated: never in production)
+PLINTH_BENCH_VIEWS = envbool("PLINTH_BENCH_VIEWS") and not PRODUCTION
 
 LOG_LEVEL = env("LOG_LEVEL", "INFO")
 LOG_FORMAT = env("LOG_FORMAT", "json")  # json | console

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib.auth.views import LogoutView
 from django.urls import include, path
 
@@ -20,8 +21,12 @@ urlpatterns = [
     path("tenants/<slug:slug>/definition", console.tenant_definition, name="tenant-definition"),
     path("tenants/<slug:slug>/versions", console.tenant_versions, name="tenant-versions"),
     path("tenants/<slug:slug>/versions/<int:number>", console.tenant_version, name="tenant-version"),
+    path("tenants/<slug:slug>/audit", console.tenant_audit, name="tenant-audit"),
     path("tokens", console.tokens, name="tokens"),
     path("tokens/<int:token_id>/revoke", console.token_revoke, name="token-revoke"),
 ]
+
+if settings.PLINTH_BENCH_VIEWS:  # bench/data_api.py only
+    urlpatterns.append(path("_bench/", include("bench.baselines.urls")))
 
 handler500 = "controlplane.api.misc.server_error"

@@ -5,9 +5,11 @@ Every endpoint resolves the tenant through `tenant_or_404` with the permission i
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema, inline_serializer
+import uuid
+
+from drf_spectacular.utils import OpenApiParameter, OpenApiTypes, extend_schema, inline_serializer
 from rest_framework import serializers, status
-from rest_framework.exceptions import PermissionDenied
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -210,7 +212,34 @@ class AuditEventOut(serializers.Serializer):
 
 
 class AuditView(APIView):
-    @extend_schema(responses=AuditEventOut(many=True), summary="The tenant's audit log, newest first (at most 200)")
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("source", str, enum=["platform", "data"], description="only one trail (default: both)"),
+            OpenApiParameter("entity", str, description="data trail: only this entity"),
+            OpenApiParameter("row_id", str, description="data trail: only this row"),
+            OpenApiParameter("limit", int, description="at most this many of each (default 50, at most 200)"),
+        ],
+        responses={200: OpenApiTypes.OBJECT},
+        summary="The tenant's audit trails, newest first: platform events (pushes, keys, members) and data writes",
+    )
     def get(self, request, slug: str):
+        from runtime.audit import data_audit
+
         tenant = tenant_or_404(request, slug)
-        return Response(AuditEventOut(tenant.audit_events.all()[:200], many=True).data)
+        source = request.query_params.get("source")
+        try:
+            limit = max(1, min(int(request.query_params.get("limit", 50)), 200))
+        except ValueError:
+            raise ValidationError({"limit": ["Must be a whole number."]})
+        row_id = request.query_params.get("row_id")
+        if row_id:
+            try:
+                row_id = str(uuid.UUID(row_id))
+            except ValueError:
+                raise ValidationError({"row_id": ["Must be a uuid."]})
+        body: dict = {}
+        if source in (None, "", "platform"):
+            body["platform"] = AuditEventOut(tenant.audit_events.all()[:limit], many=True).data
+        if source in (None, "", "data"):
+            body["data"] = data_audit(tenant.id, limit=limit, entity=request.query_params.get("entity"), row_id=row_id)
+        return Response(body)

@@ -213,3 +213,18 @@ def tenant_version(request, slug, number):
         {"tenant": tenant, "version": version, "diff": diff, "compare_to": compare_to,
          "others": tenant.versions.exclude(number=number).values_list("number", flat=True)},
     )
+
+
+@login_required
+def tenant_audit(request, slug):
+    """Both audit trails: platform events (pushes, keys, members) and every data write."""
+    from runtime.audit import data_audit
+
+    tenant = _tenant(request, slug)
+    entity = request.GET.get("entity") or None
+    return render(
+        request,
+        "console/audit.html",
+        {"tenant": tenant, "events": tenant.audit_events.all()[:100], "writes": data_audit(tenant.id, limit=100, entity=entity),
+         "entity": entity},
+    )
