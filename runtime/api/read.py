@@ -22,20 +22,30 @@ is never "all or 403"). The service key skips access rules.
 `Prefer: count=exact` adds the filtered total as a third column (the same WHERE, no limit).
 The write side builds its `return=representation` answers with `plan_read(source=...)`
 and `read_sql`, and its PATCH/DELETE filters with `conditions_sql`.
+
+The SQL is built once per request *shape* (`split_values`: the request without its filter
+values and ranges) for each resource and kind of caller, and kept rendered
+(`PreparedRead`); a request then costs parsing, binding its values and the caller's rule
+parameters, and one round trip. Identical SQL text also lets psycopg prepare the statement
+on each pooled connection.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
 
 import psycopg
 from django.conf import settings
 from psycopg import sql
+from psycopg_pool import PoolTimeout
 
 from runtime.api.errors import ApiError, bad_request, from_postgres
 from runtime.api.grammar import parse_request
 from runtime.api.request import (
-    FTS_OPS, ApiRequest, Column, Condition, Embed, EmbedPath, FieldRef, Filter, Logic, OrderTerm, Range, Star,
+    FTS_OPS, ApiRequest, Column, Condition, Embed, EmbedPath, FieldRef, Filter, Logic, OrderTerm, Preferences,
+    Range, Star,
 )
 from runtime.api.resource import Relationship, Resource, resources_of
 from runtime.api.respond import read_response
@@ -73,9 +83,18 @@ _CALLER_ERRORS = {"42601": "the text search query is not valid", "42846": "the c
                   "54000": "a value is too large", "54001": "the request is too complex"}
 
 
+@dataclass(frozen=True)
+class Slot:
+    """A caller's value left out of a request's shape (see `split_values`): the SQL names it
+    `v<index>`, and each request of that shape binds its own value there."""
+
+    index: int
+
+
 class Params:
     """Bound parameters named `p1`, `p2`, ... (never '.' or ':', which the rules' own
-    placeholders use), plus the rules' parameters."""
+    placeholders use), plus the rules' parameters. `Slot`s become `v<n>` placeholders whose
+    values the caller binds (`PreparedRead.params`)."""
 
     __slots__ = ("values", "_n")
 
@@ -84,6 +103,8 @@ class Params:
         self._n = 0
 
     def add(self, value) -> sql.Placeholder:
+        if isinstance(value, Slot):
+            return sql.Placeholder(f"v{value.index}")
         self._n += 1
         name = f"p{self._n}"
         self.values[name] = value
@@ -116,10 +137,7 @@ class ReadPlan:
     count: bool = False
     single: bool = False
     head: bool = False
-
-    @property
-    def offset(self) -> int:
-        return self.root.range.offset
+    rules: tuple = ()          # the CompiledExprs of the access rules in the SQL
 
 
 # values and fields ----------------------------------------------------------------------
@@ -174,6 +192,16 @@ def condition_sql(resource: Resource, cond: Condition, alias: str, params: Param
     return sql.SQL("(NOT {})").format(inner) if cond.negated else inner
 
 
+def filter_value(f: Filter):
+    """The parameter a filter binds: `*` is the wildcard of like/ilike patterns, lists are
+    lists. A `Slot` stays a slot (its value was converted when it was taken out)."""
+    if isinstance(f.value, Slot):
+        return f.value
+    if isinstance(f.value, tuple):
+        return [v.replace("*", "%") for v in f.value] if f.op in ("like", "ilike") else list(f.value)
+    return f.value.replace("*", "%") if f.op in ("like", "ilike") else f.value
+
+
 def filter_sql(resource: Resource, f: Filter, alias: str, params: Params) -> sql.Composable:
     expr, typ = field_sql(resource, alias, f.field, params)
     op = f.op
@@ -184,14 +212,14 @@ def filter_sql(resource: Resource, f: Filter, alias: str, params: Params) -> sql
     if op in _TEXT_OPS:
         expr, typ = sql.SQL("CAST({} AS text)").format(expr), "text"
     if op == "in" or f.modifier in ("any", "all"):
-        values = [v.replace("*", "%") for v in f.value] if op in ("like", "ilike") else list(f.value)
+        values = filter_value(f)
         compare = "=" if op == "in" else _COMPARE[op]
         quantifier = "ALL" if f.modifier == "all" else "ANY"
         return sql.SQL("({} {} {}(CAST({} AS {})))").format(
             expr, sql.SQL(compare), sql.SQL(quantifier), params.add(values), sql.SQL(typ + "[]"))
     if op in _COMPARE:
-        value = f.value.replace("*", "%") if op in ("like", "ilike") else f.value
-        return sql.SQL("({} {} CAST({} AS {}))").format(expr, sql.SQL(_COMPARE[op]), params.add(value), sql.SQL(typ))
+        return sql.SQL("({} {} CAST({} AS {}))").format(expr, sql.SQL(_COMPARE[op]), params.add(filter_value(f)),
+                                                        sql.SQL(typ))
     if op == "isdistinct":
         return sql.SQL("({} IS DISTINCT FROM CAST({} AS {}))").format(expr, params.add(f.value), sql.SQL(typ))
     if op in ("cs", "cd", "ov"):
@@ -237,14 +265,15 @@ def _where_form(rule: sql.Composable) -> sql.Composable:
 
 
 class _Planner:
-    def __init__(self, request: ApiRequest, caller, params: Params, *, apply_rules: bool):
+    def __init__(self, request: ApiRequest, caller, params: Params, *, apply_rules: bool, bind_rules: bool):
         self.request = request
         self.caller = caller
         self.params = params
         self.apply_rules = apply_rules and not caller.is_service
+        self.bind_rules = bind_rules
         self.aliases = 0
         self.used_paths: set[EmbedPath] = set()
-        self.bound: set[int] = set()       # rules whose parameters are merged already
+        self.rules: dict[int, object] = {}     # the rules used, once each
 
     def alias(self) -> str:
         self.aliases += 1
@@ -256,9 +285,10 @@ class _Planner:
         rule = resource.rule("read", alias)
         if rule is None:
             return sql.SQL("false")       # deny by default: no read rule, no rows
-        if id(rule) not in self.bound:
-            self.bound.add(id(rule))
-            self.params.values.update(rule.bind(auth=self.caller.auth))
+        if id(rule) not in self.rules:
+            self.rules[id(rule)] = rule
+            if self.bind_rules:
+                self.params.values.update(rule.bind(auth=self.caller.auth))
         return _where_form(rule.sql)
 
     def level(self, resource: Resource, select, paths: set[EmbedPath], alias: str, source: sql.Composable,
@@ -328,11 +358,14 @@ class _Planner:
 
 
 def plan_read(resource: Resource, request: ApiRequest, caller, *, source: sql.Composable | None = None,
-              apply_rules: bool = True, max_rows: int | None = None, params: Params | None = None) -> ReadPlan:
+              apply_rules: bool = True, max_rows: int | None = None, params: Params | None = None,
+              bind_rules: bool = True) -> ReadPlan:
     """Resolve the request against `resource`: a `ReadPlan` with the read rule of every entity
-    it touches. `source` replaces the top-level table (a CTE of written rows, for writes)."""
+    it touches. `source` replaces the top-level table (a CTE of written rows, for writes).
+    `bind_rules=False` leaves the rules' caller-dependent parameters out of `params` (they
+    are in `plan.rules`)."""
     params = params or Params()
-    planner = _Planner(request, caller, params, apply_rules=apply_rules)
+    planner = _Planner(request, caller, params, apply_rules=apply_rules, bind_rules=bind_rules)
     root = planner.level(resource, request.select, {()}, ROW_ALIAS, source or sql.Identifier(resource.name))
     unknown = request.embed_paths - planner.used_paths
     if unknown:
@@ -344,7 +377,7 @@ def plan_read(resource: Resource, request: ApiRequest, caller, *, source: sql.Co
         root.range = Range(root.range.offset, max_rows)
     root.bind_range(params)
     return ReadPlan(root, params.values, count=request.preferences.count is not None, single=request.single,
-                    head=request.method == "HEAD")
+                    head=request.method == "HEAD", rules=tuple(planner.rules.values()))
 
 
 def _max_rows() -> int | None:
@@ -393,6 +426,90 @@ def read_sql(plan: ReadPlan) -> sql.Composable:
     return sql.SQL("SELECT {}, count(*){} FROM ({}) AS _r").format(body, total, level_sql(root))
 
 
+# prepared reads: one plan per request shape ---------------------------------------------
+
+
+def split_values(api: ApiRequest, max_rows: int | None) -> tuple[ApiRequest, list]:
+    """The request's shape (filter values and ranges replaced by `Slot`s) and those values.
+
+    Requests of one shape plan to the same SQL, so the SQL is built once per shape and
+    each request only binds its values. What decides the SQL stays in the shape: names,
+    operators, `is` keywords, search configurations, JSON keys, whether there is a limit
+    or an offset. The top level's limit is capped at `max_rows` here.
+
+    >>> from runtime.api.grammar import parse_query
+    >>> shape, values = split_values(parse_query("GET", [("title", "like.*a*"), ("done", "is.true")]), 1000)
+    >>> shape.conditions[0][1].value, shape.conditions[1][1].value, values
+    (Slot(index=0), 'true', ['%a%', 1000])
+    """
+    values: list = []
+
+    def slot(value) -> Slot:
+        values.append(value)
+        return Slot(len(values) - 1)
+
+    def strip(cond: Condition) -> Condition:
+        if isinstance(cond, Logic):
+            return replace(cond, children=tuple(strip(c) for c in cond.children))
+        if cond.op == "is":
+            return cond
+        return replace(cond, value=slot(filter_value(cond)))
+
+    conditions = tuple((path, strip(cond)) for path, cond in api.conditions)
+    ranges = dict(api.ranges)
+    root = ranges.get((), Range())
+    if max_rows and (root.limit is None or root.limit > max_rows):
+        ranges[()] = Range(root.offset, max_rows)
+    shaped = {path: Range(slot(r.offset) if r.offset else 0, slot(r.limit) if r.limit is not None else None)
+              for path, r in sorted(ranges.items())}
+    return replace(api, conditions=conditions, ranges=tuple(shaped.items()),
+                   preferences=Preferences(count=api.preferences.count), single=False), values
+
+
+@dataclass(frozen=True)
+class PreparedRead:
+    """A request shape's SQL, rendered once, with the parameters every request of the shape
+    shares and the rules whose parameters depend on the caller."""
+
+    query: str
+    constants: dict
+    rules: tuple
+    count: bool
+    head: bool
+
+    def params(self, values: list, caller) -> dict:
+        params = dict(self.constants)
+        for rule in self.rules:
+            params.update(rule.bind(auth=caller.auth))
+        params.update((f"v{i}", value) for i, value in enumerate(values))
+        return params
+
+
+MAX_PREPARED = 2048
+_prepared: OrderedDict[tuple, PreparedRead] = OrderedDict()
+_prepared_lock = threading.Lock()
+
+
+def prepared_read(resource: Resource, shape: ApiRequest, caller) -> PreparedRead:
+    """The SQL of a request shape for this resource and kind of caller, from the cache or
+    planned now. The key holds the Resource itself, whose backend is one compiled version."""
+    key = (resource, caller.is_service, shape)
+    with _prepared_lock:
+        prepared = _prepared.get(key)
+        if prepared is not None:
+            _prepared.move_to_end(key)
+            return prepared
+    planner_params = Params()
+    plan = plan_read(resource, shape, caller, max_rows=0, params=planner_params, bind_rules=False)
+    prepared = PreparedRead(read_sql(plan).as_string(None), dict(planner_params.values), plan.rules, plan.count,
+                            plan.head)
+    with _prepared_lock:
+        _prepared[key] = prepared
+        while len(_prepared) > MAX_PREPARED:
+            _prepared.popitem(last=False)
+    return prepared
+
+
 # execution ------------------------------------------------------------------------------
 
 
@@ -404,22 +521,26 @@ def caller_error(exc: psycopg.Error) -> ApiError:
     return from_postgres(exc)
 
 
-def execute_read(context, plan: ReadPlan) -> tuple[str | None, int, int | None]:
-    query = read_sql(plan)
+def execute_read(context, query, params: dict, count: bool) -> tuple[str | None, int, int | None]:
+    """Run the one statement under the tenant's role: (body, rows in the page, total)."""
     try:
         with tenant_transaction(context.tenant.id, context.caller.db_claims()) as conn:
-            row = conn.execute(query, plan.params).fetchone()
+            row = conn.execute(query, params).fetchone()
+    except PoolTimeout:   # before psycopg.Error, which it is too: busy, not broken
+        raise ApiError(503, "PGRST003", "The database is busy; retry the request.",
+                       headers={"Retry-After": "1"}) from None
     except psycopg.Error as exc:
         raise caller_error(exc) from None
-    body, page = row[0], row[1]
-    return body, page, (row[2] if plan.count else None)
+    return row[0], row[1], (row[2] if count else None)
 
 
 def handle_read(request, context, resource: Resource):
     """GET and HEAD on `rest/v1/<Entity>`."""
     api = parse_request(request)
-    plan = plan_read(resource, api, context.caller)
-    body, page, total = execute_read(context, plan)
+    shape, values = split_values(api, _max_rows())
+    prepared = prepared_read(resource, shape, context.caller)
+    body, page, total = execute_read(context, prepared.query, prepared.params(values, context.caller),
+                                     prepared.count)
     applied = f"count={api.preferences.count}" if api.preferences.count else ""
-    return read_response(body=body, page=page, total=total, offset=plan.offset, single=plan.single,
-                         head=plan.head, applied=applied)
+    return read_response(body=body, page=page, total=total, offset=api.range_at(()).offset, single=api.single,
+                         head=prepared.head, applied=applied)

@@ -8,7 +8,7 @@ from urllib.parse import parse_qsl
 
 import pytest
 
-from runtime.api import grammar, request as request_module, respond
+from runtime.api import grammar, read, request as request_module, respond
 from runtime.api.errors import ApiError
 from runtime.api.grammar import parse_query
 from runtime.api.request import (
@@ -201,7 +201,7 @@ def test_it_answers_406_for_media_types_it_cannot_produce():
     assert (caught.value.status, caught.value.code) == (406, "PGRST107")
 
 
-@pytest.mark.parametrize("module", [grammar, request_module, respond])
+@pytest.mark.parametrize("module", [grammar, request_module, respond, read])
 def test_docstring_examples_run(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0

@@ -319,3 +319,15 @@ def test_embedding_sees_rows_only_through_the_rules_of_their_own_entity(blog, db
     # Ann may read her draft, but not its reviewer's comments that are hidden, nor Hid
     rows = blog.get("Post?select=title,reviewer(name),author(name)&published=is.false", as_=blog.ann).json()
     assert rows == [{"title": "Ann's draft", "reviewer": {"name": "Pat"}, "author": {"name": "Ann"}}]
+
+
+def test_one_request_shape_serves_every_value_and_every_caller(blog, db):
+    # the SQL is built once per shape: values and callers must still be each request's own
+    for rank, title in [(1, "Hello world"), (2, "Ann's draft"), (3, "Draft notes")]:
+        assert blog.get(f"Post?select=title&rank=eq.{rank}", as_=blog.eve).json() == [{"title": title}]
+    assert blog.get("Post?select=title&rank=eq.2", as_=None).json() == []
+    assert blog.get("Post?select=title&rank=eq.2", as_=blog.ann).json() == [{"title": "Ann's draft"}]
+    assert blog.get("Post?select=title&rank=eq.2", as_=SERVICE).json() == [{"title": "Ann's draft"}]
+    pages = [blog.get(f"Post?select=rank&order=rank.nullslast&limit=1&offset={n}", as_=blog.eve).json()
+             for n in range(6)]
+    assert pages == [[{"rank": 1}], [{"rank": 2}], [{"rank": 3}], [{"rank": 5}], [{"rank": None}], []]
