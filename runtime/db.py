@@ -33,9 +33,12 @@ _lock = threading.Lock()
 
 # The role switch comes last: the other set_config calls must still run as plinth_runtime,
 # because tenant roles may not call set_config (tenants/provisioning.py).
+# A tenant transaction that runs longer than this is cancelled (57014 -> 504): one tenant's
+# runaway request cannot hold a pooled connection and locks indefinitely.
+STATEMENT_TIMEOUT = "15s"
 _SWITCH = (
     "SELECT set_config('search_path', %s, true), set_config('request.jwt.claims', %s, true),"
-    " set_config('role', %s, true)"
+    f" set_config('statement_timeout', '{STATEMENT_TIMEOUT}', true), set_config('role', %s, true)"
 )
 
 
