@@ -45,7 +45,9 @@ def database_from_url(url: str) -> dict:
         "HOST": query.pop("host", None) or parts.hostname or "",
         "PORT": str(parts.port or ""),
         "CONN_MAX_AGE": envint("DB_CONN_MAX_AGE", 60),
-        "CONN_HEALTH_CHECKS": True,
+        # No `SELECT 1` before every request (measured: 13% of a data API read's time); a
+        # connection that died fails one request and is then replaced.
+        "CONN_HEALTH_CHECKS": envbool("DB_CONN_HEALTH_CHECKS", False),
         "OPTIONS": {"application_name": "plinth", **query},
         # Concurrent test runs on one server need their own test databases.
         "TEST": {"NAME": env("TEST_DATABASE_NAME") or None},

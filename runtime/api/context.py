@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 
 import jwt
-from django.db.models import Max
+from django.db import connection
 
 from controlplane.middleware import bind_tenant
 from runtime.api.backends import backend_for
@@ -81,20 +81,48 @@ class RequestContext:
         return self._backend
 
 
-def resolve_tenant(slug: str) -> TenantInfo:
-    row = (
-        Tenant.objects.filter(slug=slug)
-        .annotate(live=Max("versions__number"))
-        .values_list("id", "slug", "status", "live", "auth_secret")
-        .first()
-    )
+# The tenant, its live version and the presented key's kind in one statement: this runs on
+# every request, so it is raw SQL (the ORM's version cost more than the read it guards),
+# and it is never cached, so a push, a key rotation or a suspension counts at once.
+_LOOKUP = (
+    "SELECT t.id, t.slug, t.status, t.auth_secret,"
+    " (SELECT max(v.number) FROM tenants_definitionversion v WHERE v.tenant_id = t.id),"
+    " (SELECT k.kind FROM tenants_apikey k"
+    "   WHERE k.tenant_id = t.id AND k.key_hash = %s AND k.revoked_at IS NULL)"
+    " FROM tenants_tenant t WHERE t.slug = %s"
+)
+_secrets: dict[bytes, bytes] = {}
+
+
+def _secret(ciphertext) -> bytes:
+    """The tenant's signing secret, decrypted once per process and ciphertext."""
+    ciphertext = bytes(ciphertext or b"")
+    if not ciphertext:
+        return b""
+    plain = _secrets.get(ciphertext)
+    if plain is None:
+        if len(_secrets) > 4096:
+            _secrets.clear()
+        plain = _secrets[ciphertext] = decrypt(ciphertext)
+    return plain
+
+
+def _lookup(slug: str, raw_key: str | None) -> tuple[TenantInfo, str | None]:
+    key_hash = sha256_hex(raw_key) if raw_key and len(raw_key) <= 2000 else ""
+    with connection.cursor() as cur:
+        cur.execute(_LOOKUP, [key_hash, slug])
+        row = cur.fetchone()
     if row is None:
         raise not_found(f"No tenant '{slug}'.", code="PGRST000")
-    tenant_id, slug, status, live, secret = row
+    tenant_id, slug, status, secret, live, kind = row
     if status != Tenant.Status.ACTIVE:
         raise ApiError(503, "PGRST002", f"Tenant '{slug}' is suspended.")
     bind_tenant(slug)
-    return TenantInfo(tenant_id, slug, status, live, decrypt(secret) if secret else b"")
+    return TenantInfo(tenant_id, slug, status, live, _secret(secret)), kind
+
+
+def resolve_tenant(slug: str) -> TenantInfo:
+    return _lookup(slug, None)[0]
 
 
 def _bearer(request) -> str | None:
@@ -139,16 +167,21 @@ def issue_access_token(tenant: TenantInfo, *, user_id: str, email: str, role: st
     return jwt.encode(claims, tenant.secret, algorithm="HS256"), now + lifetime
 
 
-def authenticate(request, tenant: TenantInfo) -> Caller:
+def _presented_key(request) -> tuple[str | None, str | None]:
+    """(apikey, bearer): the key comes as the `apikey` header (or query parameter); some
+    clients send it only as the bearer, which then is the key and not a user."""
     apikey = request.headers.get("apikey") or request.GET.get("apikey")
-    bearer = _bearer(request)
+    return apikey, _bearer(request)
+
+
+def authenticate(request, tenant: TenantInfo, kind: str | None = None) -> Caller:
+    apikey, bearer = _presented_key(request)
     if apikey:
-        kind = _key_kind(tenant, apikey)
+        kind = kind or _key_kind(tenant, apikey)
         if kind is None:
             raise unauthorized("The apikey is not a live key of this tenant.", code="PGRST301")
     else:
-        # Some clients send the key only as the bearer: then it is the key, not a user.
-        kind, bearer = _key_kind(tenant, bearer), None
+        kind, bearer = kind or _key_kind(tenant, bearer), None
         if kind is None:
             raise unauthorized("No API key: send the tenant's anon or service key as the 'apikey' header.",
                                code="PGRST300")
@@ -167,5 +200,6 @@ def authenticate(request, tenant: TenantInfo) -> Caller:
 
 
 def request_context(request, slug: str) -> RequestContext:
-    tenant = resolve_tenant(slug)
-    return RequestContext(tenant, authenticate(request, tenant))
+    apikey, bearer = _presented_key(request)
+    tenant, kind = _lookup(slug, apikey or bearer)
+    return RequestContext(tenant, authenticate(request, tenant, kind))

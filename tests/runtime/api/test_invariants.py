@@ -17,7 +17,7 @@ from runtime.api.context import Caller, resolve_tenant
 from runtime.api.errors import ApiError
 from runtime.api.integrity import WriteSession
 from runtime.db import tenant_transaction
-from test_write_support import backend_with, example
+from write_support import backend_with, example
 
 CHARGES = """
 version: 1

@@ -10,7 +10,7 @@ Eve, an editor (sees everything); the service key (skips access rules).
 from __future__ import annotations
 
 import pytest
-from conftest import SERVICE, module_api_tenant
+from api_tenants import SERVICE, module_api_tenant
 
 BLOG = """
 version: 1

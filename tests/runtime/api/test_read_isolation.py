@@ -8,7 +8,7 @@ from __future__ import annotations
 from urllib.parse import quote
 
 import pytest
-from conftest import SERVICE, module_api_tenant
+from api_tenants import SERVICE, module_api_tenant
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 import pytest
-from conftest import module_api_tenant
+from api_tenants import module_api_tenant
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 NOTES = """

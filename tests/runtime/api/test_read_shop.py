@@ -5,7 +5,7 @@ anonymous callers see, at every embedding level, in the shapes supabase-js asks 
 from __future__ import annotations
 
 import pytest
-from conftest import SERVICE, module_api_tenant
+from api_tenants import SERVICE, module_api_tenant
 
 
 @pytest.fixture(scope="module")

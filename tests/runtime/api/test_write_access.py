@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from test_write_support import backend_with, example
+from write_support import backend_with, example
 
 
 @pytest.fixture

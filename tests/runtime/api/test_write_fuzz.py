@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from test_write_integrity import NOTES
-from test_write_support import backend_with
+from write_support import backend_with
 
 FIELDS = ["folder", "title", "body", "code", "rank", "price", "ratio", "flag", "day", "at", "meta", "ext", "site",
           "mail", "kind", "status", "id", "created_at", "updated_at", "_search"]

@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from test_write_support import backend_with, example
+from write_support import backend_with, example
 
 NOTES = """
 version: 1
