@@ -143,7 +143,27 @@ def _key_kind(tenant: TenantInfo, raw: str | None) -> str | None:
     )
 
 
+_verified: dict[tuple[bytes, str], dict] = {}
+
+
 def verify_access_token(tenant: TenantInfo, token: str) -> dict:
+    """The token's claims if it is valid for this tenant now. Verified tokens are remembered
+    until they expire (a token cannot change; rotating the tenant's secret changes the key
+    of this cache, so old tokens are verified again, and fail)."""
+    key = (tenant.secret, token)
+    claims = _verified.get(key)
+    if claims is not None:
+        if claims["exp"] > time.time():
+            return claims
+        _verified.pop(key, None)
+    claims = _verify(tenant, token)
+    if len(_verified) > 10_000:
+        _verified.clear()
+    _verified[key] = claims
+    return claims
+
+
+def _verify(tenant: TenantInfo, token: str) -> dict:
     try:
         return jwt.decode(
             token, tenant.secret, algorithms=["HS256"], audience=ACCESS_TOKEN_AUDIENCE, issuer=tenant.issuer,
