@@ -16,6 +16,7 @@ Where the servers come from:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import warnings
@@ -350,9 +351,35 @@ def _banner(demo: dict, port: int, seconds: float) -> None:
 TEST_TOOLS = {"chromium": "chromium", "docker-compose": "docker-compose"}
 
 
+# The real supabase-js the client tests drive, pinned by tests/clients/package-lock.json.
+CLIENTS = ROOT / "tests" / "clients"
+
+
+def ensure_client_packages() -> None:
+    """`npm ci` in tests/clients, again only when its lock file changed (a stamp in
+    node_modules keeps the lock's hash); without node and npm the supabase-js tests skip."""
+    stamp = CLIENTS / "node_modules" / ".plinth-lock-sha256"
+    digest = hashlib.sha256((CLIENTS / "package-lock.json").read_bytes()).hexdigest()
+    if stamp.is_file() and stamp.read_text() == digest:
+        return
+    if not (shutil.which("node") and shutil.which("npm")):
+        say("node and npm not found: the supabase-js client tests will skip")
+        return
+    say("installing the JavaScript client for the tests (npm ci in tests/clients)")
+    done = subprocess.run(["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"],
+                          cwd=CLIENTS, check=False, stdout=subprocess.DEVNULL)
+    if done.returncode == 0:
+        stamp.write_text(digest)
+    else:
+        say("npm ci failed in tests/clients (see above): the supabase-js client tests will fail or skip")
+
+
 def ensure_test_tools() -> None:
+    if os.environ.get("PLINTH_SKIP_TOOL_INSTALL"):
+        return
+    ensure_client_packages()
     missing = [pkg for command, pkg in TEST_TOOLS.items() if not shutil.which(command)]
-    if not missing or os.environ.get("PLINTH_SKIP_TOOL_INSTALL"):
+    if not missing:
         return
     if os.geteuid() != 0 or not shutil.which("apt-get"):
         say(f"not installed and cannot be installed here: {', '.join(missing)}; the tests needing them will skip")
