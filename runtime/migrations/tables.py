@@ -6,7 +6,8 @@ schema and compare it with one. Every identifier goes through `sql.Identifier`.
 
 Naming: a table per entity, named like the entity; a column per field, named like the
 field; constraints and indexes `<table>_<column or purpose>_<kind>`, cut to Postgres's 63
-bytes with a short hash when longer, so names are stable across pushes.
+bytes with a short hash when longer, so names are stable across pushes. The primary key is
+`<table>_pkey` (Postgres's own name) and the trigger keeping `updated_at` `<table>_touch`.
 """
 
 from __future__ import annotations
@@ -37,10 +38,19 @@ def constraint_name(table: str, *parts: str) -> str:
     return name.encode()[:54].decode(errors="ignore") + "_" + digest
 
 
+def pkey_name(table: str) -> str:
+    return f"{table}_pkey"  # what Postgres calls it; entity names are short enough to keep whole
+
+
+def trigger_name(table: str) -> str:
+    return constraint_name(table, "touch")
+
+
 @dataclass(frozen=True)
 class Check:
     name: str
-    sql: str  # a boolean SQL expression over the row's columns (rendered, no parameters)
+    sql: str   # a boolean SQL expression over the row's columns (rendered, no parameters)
+    kind: str  # what it holds: enum, min, max, min_length, max_length, pattern, email, url
 
 
 @dataclass(frozen=True)
@@ -121,29 +131,31 @@ def _default_sql(f: Field) -> str | None:
         return "CURRENT_DATE" if f.type == "date" else "now()"
     if f.default == DEFAULT_AUTH_ID and f.type in ("user", "uuid"):
         return AUTH_ID_SQL
+    if f.type == "json":  # any JSON value, a bare string or number included
+        return quote_literal(json.dumps(f.default)) + "::jsonb"
     return quote_literal(f.default)
 
 
 def _field_checks(table: str, f: Field) -> tuple[Check, ...]:
     col = ident(f.name)
-    checks: list[Check] = []
+    rules: list[tuple[str, str]] = []  # (kind, SQL)
     if f.type == "enum" and f.values:
-        checks.append(Check(constraint_name(table, f.name, "enum"), f"{col} IN ({', '.join(quote_literal(v) for v in f.values)})"))
+        rules.append(("enum", f"{col} IN ({', '.join(quote_literal(v) for v in f.values)})"))
     if f.min is not None:
-        checks.append(Check(constraint_name(table, f.name, "min"), f"{col} >= {quote_literal(f.min)}"))
+        rules.append(("min", f"{col} >= {quote_literal(f.min)}"))
     if f.max is not None:
-        checks.append(Check(constraint_name(table, f.name, "max"), f"{col} <= {quote_literal(f.max)}"))
+        rules.append(("max", f"{col} <= {quote_literal(f.max)}"))
     if f.min_length is not None:
-        checks.append(Check(constraint_name(table, f.name, "min_length"), f"char_length({col}) >= {int(f.min_length)}"))
+        rules.append(("min_length", f"char_length({col}) >= {int(f.min_length)}"))
     if f.max_length is not None and f.type in ("text", "url", "enum"):
-        checks.append(Check(constraint_name(table, f.name, "max_length"), f"char_length({col}) <= {int(f.max_length)}"))
+        rules.append(("max_length", f"char_length({col}) <= {int(f.max_length)}"))
     if f.pattern:
-        checks.append(Check(constraint_name(table, f.name, "pattern"), f"{col} ~ {quote_literal(f.pattern)}"))
+        rules.append(("pattern", f"{col} ~ {quote_literal(f.pattern)}"))
     if f.type == "email":
-        checks.append(Check(constraint_name(table, f.name, "email"), f"{col} ~* {quote_literal(EMAIL_PATTERN)}"))
+        rules.append(("email", f"{col} ~* {quote_literal(EMAIL_PATTERN)}"))
     if f.type == "url":
-        checks.append(Check(constraint_name(table, f.name, "url"), f"{col} ~* {quote_literal(URL_PATTERN)}"))
-    return tuple(checks)
+        rules.append(("url", f"{col} ~* {quote_literal(URL_PATTERN)}"))
+    return tuple(Check(constraint_name(table, f.name, kind), rule, kind) for kind, rule in rules)
 
 
 def _on_delete(f: Field, declared: dict) -> str:
@@ -189,11 +201,38 @@ def table_of(entity: Entity, declared: dict | None = None) -> Table:
         )
         for name, f in entity.fields.items()
     }
-    uniques = {constraint_name(entity.name, *cols, "key"): tuple(cols) for cols in entity.unique}
-    indexes = {constraint_name(entity.name, *cols, "idx"): tuple(cols) for cols in entity.indexes}
+    # Keys that say again what a field option or the primary key says (`unique: [[a]]` next
+    # to `a: {unique: true}`, an index on a column that a unique key or a reference already
+    # indexes) are made once. A key whose name another object already has (a field `a_b`
+    # and a key on (a, b) are both `<table>_a_b_...`) gets a hash of its columns in its name.
+    used = {name for c in columns.values() for name in _column_object_names(c)}
+    unique_keys = {("id",)} | {(c.name,) for c in columns.values() if c.unique}
+    indexed = unique_keys | {(c.name,) for c in columns.values() if c.index}
+    uniques: dict[str, tuple[str, ...]] = {}
+    for cols in dict.fromkeys(tuple(cols) for cols in entity.unique):
+        if cols not in unique_keys:
+            uniques[_key_name(entity.name, cols, "key", used)] = cols
+            unique_keys.add(cols)
+    indexes: dict[str, tuple[str, ...]] = {}
+    for cols in dict.fromkeys(tuple(cols) for cols in entity.indexes):
+        if cols not in indexed and cols not in unique_keys:
+            indexes[_key_name(entity.name, cols, "idx", used)] = cols
+            indexed.add(cols)
     if entity.search:
         indexes[constraint_name(entity.name, SEARCH_COLUMN, "idx")] = (SEARCH_COLUMN,)
     return Table(entity.name, columns, uniques, indexes, tuple(entity.search), entity)
+
+
+def _column_object_names(c: Column) -> list[str]:
+    return [name for name in (c.unique, c.index, c.fk.name if c.fk else None) if name] + [ch.name for ch in c.checks]
+
+
+def _key_name(table: str, cols: tuple[str, ...], kind: str, used: set[str]) -> str:
+    name = constraint_name(table, *cols, kind)
+    if name in used:
+        name = constraint_name(table, *cols, hashlib.sha1("\0".join(cols).encode()).hexdigest()[:8], kind)
+    used.add(name)
+    return name
 
 
 def tables_of(definition: Definition) -> dict[str, Table]:
@@ -263,7 +302,7 @@ def create_table_ddl(table: Table) -> list[str]:
     (so that tables referencing each other can all be created before any FK is added)."""
     statements = [
         f"CREATE TABLE {ident(table.name)} ({', '.join(column_ddl(c) for c in table.columns.values())})",
-        f"CREATE TRIGGER {ident(constraint_name(table.name, 'touch'))} BEFORE UPDATE ON {ident(table.name)} "
+        f"CREATE TRIGGER {ident(trigger_name(table.name))} BEFORE UPDATE ON {ident(table.name)} "
         f"FOR EACH ROW EXECUTE FUNCTION _plinth_touch()",
     ]
     for c in table.columns.values():
