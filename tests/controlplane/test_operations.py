@@ -44,11 +44,16 @@ def test_each_request_logs_one_json_line_with_request_id_user_and_tenant(acme, a
 
     buffer = io.StringIO()
     handler.setStream(buffer)
+    # `make test` runs with LOG_LEVEL=WARNING; the request line is logged at INFO
+    request_logger = logging.getLogger("plinth.request")
+    level = request_logger.level
+    request_logger.setLevel(logging.INFO)
     try:
         client = client_for(alice)
         response = client.get("/api/v1/tenants/acme", HTTP_X_REQUEST_ID="req-123")
     finally:
         handler.setStream(stream)
+        request_logger.setLevel(level)
     assert response["X-Request-ID"] == "req-123"
     lines = [json.loads(line) for line in buffer.getvalue().splitlines() if line.startswith("{")]
     request_lines = [line for line in lines if line.get("event") == "request"]
