@@ -398,6 +398,7 @@ def test(args: list[str]) -> int:
            "PLINTH_ENV": "test", "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
            # keep test traffic off the queue a running `make run` uses on the same Redis
            "CELERY_QUEUE": f"plinth-test-{os.getpid()}",
+           "CACHE_KEY_PREFIX": f"plinth-test-{os.getpid()}",
            "TEST_DATABASE_NAME": os.environ.get("TEST_DATABASE_NAME", f"test_plinth_{os.getpid()}"),
            "AUTH_RATE_LIMIT": os.environ.get("AUTH_RATE_LIMIT", "100000/minute")}
     try:

@@ -21,6 +21,11 @@ OPERATIONS = ("read", "create", "update", "delete")
 BUILTIN_ROLES = ("anon", "authenticated", "service")
 ON_DELETE = ("restrict", "cascade", "set_null")
 
+# What an email or url field accepts: one definition for the validator (defaults) and the
+# database (CHECK constraints in runtime/migrations/tables.py), both case-insensitive.
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+URL_PATTERN = r"^https?://[^\s]+$"
+
 # Marks a field default that is not a literal but evaluated at write time.
 DEFAULT_NOW = "now"
 DEFAULT_AUTH_ID = "auth.id"

@@ -19,13 +19,11 @@ from decimal import Decimal
 
 from psycopg import sql
 
-from runtime.definition.model import DEFAULT_AUTH_ID, DEFAULT_NOW, Definition, Entity, Field
+from runtime.definition.model import DEFAULT_AUTH_ID, DEFAULT_NOW, EMAIL_PATTERN, URL_PATTERN, Definition, Entity, Field
 
 USERS_TABLE = "_users"
 SEARCH_COLUMN = "_search"
 SEARCH_CONFIG = "english"
-EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
-URL_PATTERN = r"^https?://[^\s]+$"
 # The end user's id, from the claims the runtime sets per transaction (runtime/db.py).
 AUTH_ID_SQL = "(nullif(current_setting('request.jwt.claims', true)::jsonb ->> 'sub', ''))::uuid"
 

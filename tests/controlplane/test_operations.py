@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import subprocess
 import sys
 
@@ -98,7 +99,11 @@ def test_production_mode_refuses_wildcard_hosts():
 
 def test_login_attempts_are_rate_limited_per_address(alice, monkeypatch):
     monkeypatch.setattr(ScopedRateThrottle, "THROTTLE_RATES", {"auth": "3/minute"})
-    client = APIClient(REMOTE_ADDR="203.0.113.9")
+    # counters live in Redis for a minute: a fresh address per run (198.18.0.0/15, reserved
+    # for benchmarks) keeps a rerun from starting throttled
+    octets = secrets.randbelow(2 * 256 * 256)
+    address = f"198.{18 + octets // 65536}.{octets // 256 % 256}.{octets % 256}"
+    client = APIClient(REMOTE_ADDR=address)
     codes = [
         client.post("/api/v1/auth/token", {"email": alice.email, "password": "nope-nope"}, format="json").status_code
         for _ in range(4)
@@ -106,7 +111,7 @@ def test_login_attempts_are_rate_limited_per_address(alice, monkeypatch):
     assert codes == [401, 401, 401, 429]
     throttled = client.post("/api/v1/auth/token", {"email": alice.email, "password": PASSWORD}, format="json")
     assert throttled.status_code == 429 and throttled.json()["code"] == "throttled"
-    other = APIClient(REMOTE_ADDR="203.0.113.10")
+    other = APIClient(REMOTE_ADDR=address.rsplit(".", 1)[0] + f".{(octets + 1) % 256}")
     assert other.post("/api/v1/auth/token", {"email": alice.email, "password": PASSWORD}, format="json").status_code == 201
 
 

@@ -14,7 +14,7 @@ import re
 import uuid
 from typing import Any, Iterator
 
-from ..model import DEFAULT_AUTH_ID, DEFAULT_NOW, Definition, DefinitionError, Field
+from ..model import DEFAULT_AUTH_ID, DEFAULT_NOW, EMAIL_PATTERN, URL_PATTERN, Definition, DefinitionError, Field
 from ..walk import all_fields
 from .field_options import is_bigint
 
@@ -49,8 +49,8 @@ def _decimal(value: Any) -> decimal.Decimal:
 _TYPE_OK = {
     "string": lambda v: isinstance(v, str),
     "text": lambda v: isinstance(v, str),
-    "email": lambda v: isinstance(v, str) and re.fullmatch(r"[^@\s]+@[^@\s]+", v) is not None,
-    "url": lambda v: isinstance(v, str) and re.match(r"[a-zA-Z][a-zA-Z0-9+.-]*://\S+$", v) is not None,
+    "email": lambda v: isinstance(v, str) and re.search(EMAIL_PATTERN, v, re.IGNORECASE) is not None,
+    "url": lambda v: isinstance(v, str) and re.search(URL_PATTERN, v, re.IGNORECASE) is not None,
     "integer": is_bigint,
     "decimal": lambda v: _is_number(v) or (isinstance(v, str) and _parses(_decimal, v)),
     "float": lambda v: _is_number(v) and _parses(float, v),
@@ -106,6 +106,8 @@ def _constraint_problem(field: Field, value: Any) -> str | None:
         return f"is below min ({field.min})"
     if _is_number(field.max) and _is_number(value) and value > field.max:
         return f"is above max ({field.max})"
+    if isinstance(value, str) and "\x00" in value:
+        return "contains a NUL character, which Postgres text cannot hold"
     if isinstance(value, str) and field.type in ("string", "text", "email", "url"):
         if field.min_length is not None and len(value) < field.min_length:
             return f"is shorter than min_length ({field.min_length})"
