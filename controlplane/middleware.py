@@ -43,3 +43,39 @@ class RequestContextMiddleware:
 def bind_tenant(slug: str) -> None:
     """Called wherever a request or task resolves its tenant."""
     structlog.contextvars.bind_contextvars(tenant=slug)
+
+
+# The data API (`/t/<slug>/...`) authenticates by apikey and bearer token, never by the
+# console's cookies, and answers JSON: sessions, Django users and messages mean nothing
+# there. These wrappers run the wrapped middleware for every other path (console, admin
+# API, auth pages: unchanged) and skip it for data API paths, saving its per-request work.
+# The wrapped middleware must only hook requests and responses (no process_view or
+# process_exception: those the wrapper would not forward).
+DATA_API_PREFIX = "/t/"
+
+
+class _SkippedForDataApi:
+    wrapped = ""
+
+    def __init__(self, get_response):
+        from django.utils.module_loading import import_string
+
+        self.get_response = get_response
+        self.inner = import_string(self.wrapped)(get_response)
+
+    def __call__(self, request):
+        if request.path_info.startswith(DATA_API_PREFIX):
+            return self.get_response(request)
+        return self.inner(request)
+
+
+class SessionMiddleware(_SkippedForDataApi):
+    wrapped = "django.contrib.sessions.middleware.SessionMiddleware"
+
+
+class AuthenticationMiddleware(_SkippedForDataApi):
+    wrapped = "django.contrib.auth.middleware.AuthenticationMiddleware"
+
+
+class MessageMiddleware(_SkippedForDataApi):
+    wrapped = "django.contrib.messages.middleware.MessageMiddleware"

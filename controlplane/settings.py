@@ -103,11 +103,11 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "controlplane.middleware.RequestContextMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    "controlplane.middleware.SessionMiddleware",  # these three skip /t/ (middleware.py)
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "controlplane.middleware.AuthenticationMiddleware",
+    "controlplane.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 

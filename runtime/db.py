@@ -49,6 +49,18 @@ def runtime_conninfo() -> str:
     if settings.RUNTIME_DATABASE_URL:
         return settings.RUNTIME_DATABASE_URL
     db = connections["default"].settings_dict
+    # every input of the result: the password derivation (HKDF) then runs once, not per request
+    key = (db["NAME"], db["HOST"], db["PORT"], settings.PLINTH_RUNTIME_ROLE, settings.SECRET_KEY)
+    conninfo = _conninfos.get(key)
+    if conninfo is None:
+        conninfo = _conninfos[key] = _build_conninfo(db)
+    return conninfo
+
+
+_conninfos: dict[tuple, str] = {}
+
+
+def _build_conninfo(db) -> str:
     params = {
         "dbname": db["NAME"],
         "user": settings.PLINTH_RUNTIME_ROLE,

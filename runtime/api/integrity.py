@@ -20,7 +20,7 @@ Each write runs in this order; the order is what makes the guarantees hold:
 4. access after the write (create: the stored row, defaults applied; update: the new row),
    then the entity's checks;
 5. lock what the stored rows reach that step 2 could not know (defaults, new ids);
-6. audit rows; events for the outbox.
+6. audit rows (an insert writes them in its own statement); events for the outbox.
 
 `finish()` evaluates each touched invariant once, for all its anchor rows, so that steps
 of one action may pass through a broken state (add a line, then fix the total).
@@ -47,7 +47,8 @@ from runtime.compile.events import Trigger
 SYSTEM_FIELDS = ("id", "created_at", "updated_at")
 ALIAS = sql.Identifier("r")
 # The row as the audit log and responses see it: every field, not generated columns.
-ROW_JSON = sql.SQL("(to_jsonb({}) - '_search')::text").format(ALIAS)
+ROW_JSONB = sql.SQL("(to_jsonb({}) - '_search')").format(ALIAS)
+ROW_JSON = sql.SQL("{}::text").format(ROW_JSONB)
 BATCH = 500  # rows per INSERT: keeps a statement under Postgres's 65535 parameters
 
 
@@ -212,14 +213,13 @@ class WriteSession:
         self._touch(entity, rows)                      # anchors the new values point at: lock first
         stored: list[StoredRow] = []
         for start in range(0, len(rows), BATCH):
+            # the rows and their audit rows in one statement (see `_insert_sql`)
             query, params = self._insert_sql(ent, rows[start:start + BATCH], missing_default)
             stored += [StoredRow.parse(t) for (t,) in self.conn.execute(query, params).fetchall()]
         ids = [row.id for row in stored]
-        if self.enforce_access:
-            self._require(ent, "create", ids)
-        self._run_checks(ent, ids)
+        self._verify(ent, "create" if self.enforce_access else None, ids)
         self._touch(entity, [row.data for row in stored])
-        return self._record([Written(entity, "insert", None, row) for row in stored])
+        return self._record([Written(entity, "insert", None, row) for row in stored], audited=True)
 
     def update(self, entity: str, where: Where, values: Mapping[str, Any]) -> list[Written]:
         """Update the rows matching `where` that the caller may update (and read); the
@@ -291,15 +291,17 @@ class WriteSession:
         for name in sorted(set(self._pending) | self._pending_all):
             invariant = self.backend.invariants[name]
             rule = invariant.rule.sql
-            if name in self._pending_all:
-                scope, params = sql.SQL("true"), {}
+            every = name in self._pending_all
+            if every:
+                params = {}
             else:
                 ids = _ids_param(self._pending[name])
                 if not ids:
                     continue
-                scope, params = sql.SQL("{}.id = ANY(%(_ids)s::uuid[])").format(ALIAS), {"_ids": ids}
+                params = {"_ids": ids}
             query = sql.SQL("SELECT {}.id FROM {} AS {} WHERE {} AND NOT {} LIMIT 1").format(
-                ALIAS, sql.Identifier(invariant.anchor), ALIAS, scope, rule.sql)
+                ALIAS, sql.Identifier(invariant.anchor), ALIAS,
+                sql.SQL("true") if every else sql.SQL("{}.id = ANY(%(_ids)s::uuid[])").format(ALIAS), rule.sql)
             if self.conn.execute(query, {**rule.bind(auth=self.auth), **params}).fetchone():
                 raise invariant_failed(self.backend, name)
         record_events(self.conn, self.backend, self.written)
@@ -359,32 +361,51 @@ class WriteSession:
         query = sql.SQL("UPDATE {} AS {} SET {} WHERE {}.id = ANY(%(_ids)s::uuid[]) RETURNING {}").format(
             sql.Identifier(ent.name), ALIAS, sql.SQL(", ").join(assignments), ALIAS, ROW_JSON)
         after = {row.id: row for row in (StoredRow.parse(t) for (t,) in self.conn.execute(query, params).fetchall())}
-        if self.enforce_access and not transition:
-            self._require(ent, "update", ids)
-        self._run_checks(ent, ids)
+        self._verify(ent, "update" if self.enforce_access and not transition else None, ids)
         self._touch(ent.name, [row.data for row in after.values()])
         return self._record([Written(ent.name, "update", row, after[row.id]) for row in before if row.id in after])
 
     def _insert_sql(self, ent: CompiledEntity, rows: Sequence[Mapping[str, Any]], missing_default: bool):
         columns = list(dict.fromkeys(k for row in rows for k in row)) or ["id"]
         params: dict[str, Any] = {}
-        tuples = []
+        defaults = []       # per row, which cells are DEFAULT: with the columns, the shape
         for i, row in enumerate(rows):
-            cells = []
+            mask = []
             for j, name in enumerate(columns):
                 # a missing id or state is always the default: null could never be stored
                 value = row.get(name, DEFAULT if (missing_default or name in ("id", ent.state_field)) else None)
-                if value is DEFAULT:
+                mask.append(value is DEFAULT)
+                if value is not DEFAULT:
+                    params[f"v{i}_{j}"] = value
+            defaults.append(tuple(mask))
+        kind, actor = actor_of(self.caller)
+        params.update({"_a_kind": kind, "_a_actor": actor, "_a_entity": ent.name})
+        return self._insert_composed(ent, columns, defaults), params
+
+    def _insert_composed(self, ent: CompiledEntity, columns: list[str], defaults: list[tuple]) -> sql.Composable:
+        tuples = []
+        for i, mask in enumerate(defaults):
+            cells = []
+            for j, name in enumerate(columns):
+                if mask[j]:
                     cells.append(sql.SQL("DEFAULT"))
                 else:
-                    params[f"v{i}_{j}"] = value
                     cells.append(sql.SQL("CAST({} AS {})").format(
                         sql.Placeholder(f"v{i}_{j}"), sql.SQL(sql_type(ent.table.columns[name].type))))
             tuples.append(sql.SQL("({})").format(sql.SQL(", ").join(cells)))
-        query = sql.SQL("INSERT INTO {} AS {} ({}) VALUES {} RETURNING {}").format(
+        # The audit rows are written by the same statement, from the stored rows: `changed`
+        # is what `Written.changed()` says of an insert (the non-null fields but the system
+        # ones, in the row's key order), `after` the row as returned.
+        return sql.SQL(
+            "WITH _ins AS (INSERT INTO {} AS {} ({}) VALUES {} RETURNING {} AS j), "
+            "_aud AS (INSERT INTO _audit (actor_kind, actor_id, entity, row_id, operation, changed, before, after) "
+            "SELECT %(_a_kind)s, %(_a_actor)s, %(_a_entity)s, (_ins.j ->> 'id')::uuid, 'insert', "
+            "ARRAY(SELECT e.key FROM jsonb_each(_ins.j) WITH ORDINALITY AS e(key, value, n) "
+            "WHERE e.value <> 'null'::jsonb AND e.key <> ALL({}) ORDER BY e.n), NULL, _ins.j FROM _ins) "
+            "SELECT _ins.j::text FROM _ins"
+        ).format(
             sql.Identifier(ent.name), ALIAS, sql.SQL(", ").join(map(sql.Identifier, columns)),
-            sql.SQL(", ").join(tuples), ROW_JSON)
-        return query, params
+            sql.SQL(", ").join(tuples), ROW_JSONB, sql.Literal(list(SYSTEM_FIELDS)))
 
     def _refuse_system(self, ent: CompiledEntity, rows: Iterable[Mapping[str, Any]], *, allow_id: bool) -> None:
         for row in rows:
@@ -421,21 +442,50 @@ class WriteSession:
         if self.conn.execute(query, {**params, "_ids": list(ids)}).fetchone():
             raise access_denied(ent.name, operation, rule.path)
 
-    def _run_checks(self, ent: CompiledEntity, ids: Sequence[str]) -> None:
-        """422 naming the first check that one of the stored rows breaks (one query for all)."""
-        if not ent.checks or not ids:
+    def _verify(self, ent: CompiledEntity, operation: str | None, ids: Sequence[str]) -> None:
+        """After a write: the access rule (unless `operation` is None; as `_require`), then the
+        entity's checks, in one statement: 403 if the rule fails for one of the stored rows
+        (the checks are then not evaluated), else 422 naming the first check a row breaks."""
+        if not ids:
+            return
+        rule = None
+        if operation is not None:
+            rule = ent.access.get(operation)
+            if rule is None:
+                raise access_denied(ent.name, operation, None)
+        if rule is None and not ent.checks:
             return
         params: dict[str, Any] = {"_ids": list(ids)}
+        if rule is not None:
+            params.update(rule.sql.bind(auth=self.auth))
         for check in ent.checks:
             params.update(check.rule.sql.bind(auth=self.auth))
-        passes = [check.rule.sql.sql for check in ent.checks]
-        query = sql.SQL("SELECT {} FROM {} AS {} WHERE {}.id = ANY(%(_ids)s::uuid[]) AND NOT ({}) LIMIT 1").format(
-            sql.SQL(", ").join(passes), sql.Identifier(ent.name), ALIAS, ALIAS, sql.SQL(" AND ").join(passes))
-        row = self.conn.execute(query, params).fetchone()
-        if row:
-            check = next(c for c, ok in zip(ent.checks, row) if not ok)
-            raise ApiError(422, "23514", f"Check {check.name} of {ent.name} failed: {check.message or check.rule.source}",
-                           details=f"check {check.name} of {ent.name}")
+        query = self._verify_composed(ent, rule)
+        is_denied, row = self.conn.execute(query, params).fetchone()
+        if is_denied:
+            raise access_denied(ent.name, operation, rule.path)  # type: ignore[union-attr]
+        if row is not None:
+            self._check_failed(ent, row)
+
+    def _verify_composed(self, ent: CompiledEntity, rule) -> sql.Composable:
+        table = sql.Identifier(ent.name)
+        denied: sql.Composable = sql.SQL("false")
+        if rule is not None:
+            denied = sql.SQL("EXISTS (SELECT 1 FROM {} AS {} WHERE {}.id = ANY(%(_ids)s::uuid[]) AND NOT {})").format(
+                table, ALIAS, ALIAS, rule.sql.sql)
+        failed: sql.Composable = sql.SQL("NULL::boolean[]")
+        if ent.checks:
+            passes = [check.rule.sql.sql for check in ent.checks]
+            failed = sql.SQL("(SELECT ARRAY[{}] FROM {} AS {} WHERE {}.id = ANY(%(_ids)s::uuid[]) AND NOT ({}) LIMIT 1)").format(
+                sql.SQL(", ").join(passes), table, ALIAS, ALIAS, sql.SQL(" AND ").join(passes))
+        # OFFSET 0 keeps `denied` evaluated once; CASE evaluates the checks only when allowed
+        return sql.SQL("SELECT d.denied, CASE WHEN d.denied THEN NULL ELSE {} END "
+                       "FROM (SELECT {} AS denied OFFSET 0) AS d").format(failed, denied)
+
+    def _check_failed(self, ent: CompiledEntity, row: Sequence[Any]) -> None:
+        check = next(c for c, ok in zip(ent.checks, row) if not ok)
+        raise ApiError(422, "23514", f"Check {check.name} of {ent.name} failed: {check.message or check.rule.source}",
+                       details=f"check {check.name} of {ent.name}")
 
     def _conflict_key(self, ent: CompiledEntity, on_conflict: Sequence[str]) -> tuple[str, ...]:
         key = tuple(on_conflict) or ("id",)
@@ -468,9 +518,10 @@ class WriteSession:
         self._locked.setdefault(ent.name, set()).update(row.id for row in found.values())
         return found
 
-    def _record(self, written: list[Written]) -> list[Written]:
-        """The audit rows of these writes, and their events for `finish()`."""
-        if written:
+    def _record(self, written: list[Written], audited: bool = False) -> list[Written]:
+        """The audit rows of these writes (unless the write's own statement wrote them:
+        `audited`), and their events for `finish()`."""
+        if written and not audited:
             kind, actor = actor_of(self.caller)
             with self.conn.cursor() as cur:
                 cur.executemany(

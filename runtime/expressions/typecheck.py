@@ -70,6 +70,10 @@ class Checker(OperatorChecks):
         elem: T.Type = T.NULL
         for item in node.items:
             t = self.scalar(item, env, "a list item")
+            if isinstance(t, T.Obj):
+                # a list becomes a SQL array, which holds values and row ids, not objects
+                return self.fail("expr.type_mismatch", f"{self.text(node)}: list items must be values "
+                                                       f"or rows, found {t.describe()}")
             joined = T.unify(elem, t)
             if joined is None:
                 return self.fail("expr.type_mismatch",

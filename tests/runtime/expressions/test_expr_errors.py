@@ -23,6 +23,8 @@ SCOPES = {
     "action": action_scope(DEFINITION, "add_to_order"),
     "job": Scope("job j", input={"record": T.Row("Order")}, input_owner="job j"),
     "http": Scope("job j", input={}, input_owner="job j", secrets=True),
+    "wait": Scope("workflow w", input={}, input_owner="workflow w").with_event(
+        T.Obj("event Order.paid", (("record", T.Row("Order")),))),
 }
 
 ERRORS = [
@@ -35,6 +37,8 @@ ERRORS = [
     ("rule", "foo == 1", "expr.unknown_name", "foo is not available in the read rule of Order (names: auth, now, record"),
     ("action", "record.total > 0", "expr.unknown_name", "record is not available in action add_to_order"),
     ("rule", "event.record == null", "expr.unknown_name", "event is not available"),
+    # found by Hypothesis: a list of objects once reached the compiler and crashed it
+    ("wait", "size([event]) > 0", "expr.type_mismatch", "list items must be values or rows"),
     ("rule", "record.total > 'x'", "expr.type_mismatch", "cannot apply > to decimal (record.total) and string ('x')"),
     ("rule", "record.customer == record.owner", "expr.type_mismatch", "a reference to Customer (record.customer) and a reference to a user"),
     ("rule", "record.customer == record.lines.map(l, l.order).min()", "expr.type_mismatch", "min() needs comparable values"),
