@@ -206,11 +206,13 @@ def build_document(backend: CompiledBackend, slug: str, version: int) -> dict:
     }
 
 
+# Keyed by tenant id, never slug: a deleted tenant's slug can be taken by another tenant
+# whose first version has the same number.
 _documents: dict[tuple[str, int], bytes] = {}
 
 
-def _document_bytes(slug: str, version: int, backend: CompiledBackend) -> bytes:
-    key = (slug, version)
+def _document_bytes(tenant_id: str, slug: str, version: int, backend: CompiledBackend) -> bytes:
+    key = (tenant_id, version)
     if key not in _documents:
         if len(_documents) > 256:
             _documents.clear()
@@ -222,6 +224,6 @@ def handle(request, context, _name: str = ""):
     if request.method not in ("GET", "HEAD"):
         raise ApiError(405, "PGRST117", f"{request.method} is not allowed here; GET the OpenAPI document.")
     backend = context.backend
-    body = _document_bytes(context.tenant.slug, context.tenant.version, backend)
+    body = _document_bytes(context.tenant.id, context.tenant.slug, context.tenant.version, backend)
     response = HttpResponse(b"" if request.method == "HEAD" else body, content_type="application/openapi+json; charset=utf-8")
     return response

@@ -33,12 +33,8 @@ def fire(runner, entity_name: str, transition_name: str, row_id, *, check_access
         visible, params = (read.sql.sql, read.sql.bind(auth=runner.auth)) if read else (sql.SQL("false"), {})
     query = sql.SQL("SELECT {}.{}::text FROM {} AS {} WHERE {}.id = %(_row)s::uuid AND {} FOR UPDATE OF {}").format(
         ALIAS, sql.Identifier(transition.field), sql.Identifier(entity_name), ALIAS, ALIAS, visible, ALIAS)
-    try:
-        found = runner.conn.execute(query, {**params, "_row": str(row_id)}).fetchone()
-    except Exception as exc:  # not a uuid: the database says 22P02
-        from runtime.api.errors import from_postgres
-
-        raise from_postgres(exc) from exc
+    # a malformed id fails here as 22P02; the caller turns database errors into answers
+    found = runner.conn.execute(query, {**params, "_row": str(row_id)}).fetchone()
     if found is None:
         raise not_found(f"No {entity_name} with id {row_id} that you can see.", code="PGRST116")
     state = found[0]

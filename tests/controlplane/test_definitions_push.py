@@ -106,7 +106,8 @@ def test_versions_keep_plan_author_and_a_diff(acme, alice, bob):
     assert versions[0]["author"] == alice.email and versions[0]["labels"] == ["additive"]
     v2 = client_for(bob).get("/api/v1/tenants/acme/definition/versions/2?diff_from=1").json()
     assert v2["plan"][0]["target"] == "Todo.notes"
-    assert "+      notes:" in v2["diff"] or "+    notes:" in v2["diff"] or "notes" in v2["diff"]
+    added = [line for line in v2["diff"].splitlines() if line.startswith("+") and not line.startswith("+++")]
+    assert added == ["+      notes:", "+        type: text"]
     assert client.get("/api/v1/tenants/acme/definition/versions/9").status_code == 404
 
 

@@ -55,3 +55,18 @@ def test_get_rest_v1_serves_the_document_with_the_tenants_key_only(committed_ten
     # a tenant without a definition says so
     missing = client.get(f"/t/{other.slug}/rest/v1/", HTTP_APIKEY=other_keys["anon"])
     assert missing.status_code == 404 and "no definition" in missing.json()["message"]
+
+
+def test_a_reused_slug_never_serves_the_previous_tenants_document(committed_tenants, alice, client):
+    from tenants.services import tenant_delete
+
+    first, keys = committed_tenants(alice, "Docs", slug="docs")
+    definition_push(tenant=first, source=(EXAMPLES / "todo.yaml").read_text(), content_type="application/yaml",
+                    actor=Actor(alice))
+    assert "/rest/v1/Todo" in client.get("/t/docs/rest/v1/", HTTP_APIKEY=keys["anon"]).json()["paths"]
+    tenant_delete(tenant=first, actor=Actor(alice))
+    second, keys = committed_tenants(alice, "Docs again", slug="docs")
+    definition_push(tenant=second, source=(EXAMPLES / "shop.yaml").read_text(), content_type="application/yaml",
+                    actor=Actor(alice))
+    paths = client.get("/t/docs/rest/v1/", HTTP_APIKEY=keys["anon"]).json()["paths"]
+    assert "/rest/v1/Customer" in paths and "/rest/v1/Todo" not in paths
