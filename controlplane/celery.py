@@ -12,7 +12,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
 
 app = Celery("controlplane")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks(["controlplane", "tenants", "runtime"])
+app.autodiscover_tasks(["controlplane", "tenants", "runtime", "runtime.jobs"])
 
 
 @setup_logging.connect

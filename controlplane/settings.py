@@ -194,8 +194,11 @@ CELERY_TASK_DEFAULT_QUEUE = env("CELERY_QUEUE", "plinth")
 CELERY_RESULT_EXPIRES = 3600
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# The sweeper also ticks cron schedules (runtime/jobs/sweeper.py); every 2 s by default.
+PLINTH_SWEEP_SECONDS = float(env("PLINTH_SWEEP_SECONDS", "2"))
 CELERY_BEAT_SCHEDULE = {
     "heartbeat": {"task": "controlplane.tasks.heartbeat", "schedule": 10.0},
+    "sweep": {"task": "plinth.jobs.sweep", "schedule": PLINTH_SWEEP_SECONDS, "options": {"expires": 30}},
 }
 
 # Where `make run` keeps the embedded servers' data and the demo credentials.

@@ -21,6 +21,7 @@ from runtime.compile import compile_definition
 from runtime.definition import load_definition, validate_definition
 from runtime.definition.model import Definition, DefinitionError, DefinitionInvalid
 from runtime.migrations import apply_migration, in_tenant_schema, plan_migration
+from runtime.jobs.schedules import sync_schedules
 from tenants.models import DefinitionVersion, Tenant
 from tenants.services import Actor, audit
 
@@ -117,6 +118,7 @@ def _push(tenant, source, content_type, dry_run, allow_destructive, actor) -> Pu
                 author=actor.user,
                 author_email=actor.user.email if actor.user else "",
             )
+            sync_schedules(locked.id, new)
             result = PushResult("applied", version=number, plan=plan.as_list())
             _audit_push(actor, locked, result, dry_run, allow_destructive)
             return result

@@ -188,6 +188,9 @@ def tenant_delete(*, tenant: Tenant, actor: Actor) -> None:
             return
         with connection.cursor() as cur:
             provisioning.deprovision_tenant(cur, tenant.id)
+            # its runs, their steps, events and schedules (shared tables, runtime/jobs/schema.py)
+            for table in ("steps", "runs", "events", "schedules"):
+                cur.execute(f"DELETE FROM plinth_jobs.{table} WHERE tenant_id = %s", [tenant.id])
         audit(actor, "tenant.delete", None, slug=tenant.slug, tenant_id=tenant.id)
         locked.delete()
 

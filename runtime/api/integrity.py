@@ -40,6 +40,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from psycopg import sql
 
+from runtime.jobs.outbox import Outbox
 from runtime.api.errors import ApiError, bad_request, forbidden
 from runtime.compile.backend import CompiledBackend, CompiledEntity
 from runtime.compile.events import Trigger
@@ -107,7 +108,10 @@ class Written:
 
 
 def actor_of(caller) -> tuple[str, str]:
-    """(actor_kind, actor_id) for the audit log: a user and their id, or the key used."""
+    """(actor_kind, actor_id) for the audit log: a user and their id, the key used, or the
+    job or workflow run (`run`, `job:<name>:<run id>`)."""
+    if getattr(caller, "label", None):
+        return "run", caller.label
     if caller.is_service:
         return "service", "service"
     if getattr(caller, "user_id", None):
@@ -115,25 +119,16 @@ def actor_of(caller) -> tuple[str, str]:
     return "anon", "anon"
 
 
-def record_events(conn, backend: CompiledBackend, events: Sequence[Written]) -> None:
+def record_events(outbox: Outbox, events: Sequence[Written]) -> None:
     """The outbox hook: called once per transaction, before commit, with every write of it.
 
-    Each write emits `<Entity>.created|updated|deleted` (`Written.event`). An event that
-    starts a job or workflow (`backend.events.starts`) or that a workflow may wait for
-    (`backend.events.waits`) is written to `_outbox` in this same transaction, with the row
-    as `record` (the row before a delete), so a run exists if and only if its cause
-    committed. Events nothing listens to are not stored.
+    Each write emits `<Entity>.created|updated|deleted` (`Written.event`) with the row as
+    `record` (the row before a delete). The outbox keeps those that start a job or
+    workflow or that a workflow may wait for, and writes them in this same transaction
+    (runtime/jobs/outbox.py), so a run exists if and only if its cause committed.
     """
-    listened = set(backend.events.starts) | set(backend.events.waits)
-    rows = [(w.event, w.row.text) for w in events if w.event in listened]
-    if not rows:
-        return
-    conn.execute(
-        "INSERT INTO _outbox (kind, name, payload) "
-        "SELECT 'event', e.name, jsonb_build_object('record', e.row::jsonb) "
-        "FROM unnest(%(names)s::text[], %(rows)s::text[]) AS e(name, row)",
-        {"names": [name for name, _ in rows], "rows": [text for _, text in rows]},
-    )
+    for w in events:
+        outbox.row_event(w.event, w.row.text)
 
 
 def sql_type(column_type: str) -> str:
@@ -191,6 +186,7 @@ class WriteSession:
     _pending_all: set[str] = field(default_factory=set)              # invariants over every anchor
     _locked: dict[str, set[str]] = field(default_factory=dict)       # entity -> locked ids
     _locked_all: set[str] = field(default_factory=set)
+    outbox: Outbox = field(default_factory=Outbox)                  # runs and events, after commit: wake()
 
     def __post_init__(self):
         if self.enforce_access is None:
@@ -304,7 +300,9 @@ class WriteSession:
                 sql.SQL("true") if every else sql.SQL("{}.id = ANY(%(_ids)s::uuid[])").format(ALIAS), rule.sql)
             if self.conn.execute(query, {**rule.bind(auth=self.auth), **params}).fetchone():
                 raise invariant_failed(self.backend, name)
-        record_events(self.conn, self.backend, self.written)
+        listened = self.backend.events.listened
+        record_events(self.outbox, [w for w in self.written if w.event in listened])
+        self.outbox.flush(self.conn, self.backend)
         self._pending.clear()
         self._pending_all.clear()
 

@@ -21,7 +21,8 @@ from psycopg import sql
 
 from runtime.api.errors import ApiError, bad_request, forbidden, from_postgres, not_found
 from runtime.api.integrity import WriteSession
-from runtime.api.steps import ExpressionCache, StepRunner, _jsonable
+from runtime.api.steps import ExpressionCache, StepRunner
+from runtime.jobs.outbox import jsonable as _jsonable
 from runtime.api.transitions import fire
 from runtime.db import tenant_transaction
 from runtime.definition.model import Field
@@ -135,8 +136,9 @@ def handle(request, context, name: str):
                 runner = StepRunner(conn, backend, session, caller.auth, {})
                 fire(runner, entity, transition, body["id"], check_access=True)
                 session.finish()
-                runner.outbox.flush(conn)
-                return _respond(request, _row_json(conn, entity, body["id"]))
+                answer = _row_json(conn, entity, body["id"])
+            session.outbox.wake()
+            return _respond(request, answer)
         action = backend.actions.get(name)
         if action is None:
             raise not_found(f"No action or transition '{name}'.", code="PGRST202",
@@ -162,7 +164,7 @@ def handle(request, context, name: str):
                 else:
                     result = json.dumps(_jsonable(value))
             session.finish()
-            runner.outbox.flush(conn)
+        session.outbox.wake()
         return _respond(request, result)
     except psycopg.Error as exc:
         raise from_postgres(exc) from exc

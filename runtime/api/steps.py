@@ -14,7 +14,6 @@ own `access` decided), as documented in docs/definition.md.
 from __future__ import annotations
 
 import threading
-import uuid
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -26,6 +25,7 @@ from runtime.api.integrity import WriteSession
 from runtime.compile import CompiledBackend
 from runtime.definition.model import Expr, Step
 from runtime.expressions import CompiledExpr, compile_expression, expression_sites
+from runtime.jobs.outbox import Outbox, jsonable
 
 MAX_LOOP = 10_000  # rows one for_each may visit: a runaway loop is refused, not run
 
@@ -66,51 +66,21 @@ class ExpressionCache:
 
 
 @dataclass
-class Outbox:
-    """Jobs to enqueue, workflows to start and events to publish, written in the same
-    transaction as the change that caused them (rows of `_outbox`)."""
-
-    items: list[tuple[str, str, dict, str | None, float | None]] = field(default_factory=list)
-
-    def add(self, kind: str, name: str, payload: dict, key: str | None = None, delay: float | None = None):
-        self.items.append((kind, name, payload, key, delay))
-
-    def flush(self, conn) -> None:
-        for kind, name, payload, key, delay in self.items:
-            conn.execute(
-                "INSERT INTO _outbox (kind, name, payload, key, run_after) "
-                "VALUES (%(kind)s, %(name)s, %(payload)s, %(key)s, now() + make_interval(secs => %(delay)s))",
-                {"kind": kind, "name": name, "payload": Jsonb(payload), "key": key, "delay": delay or 0},
-            )
-        self.items.clear()
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    if hasattr(value, "as_tuple"):  # Decimal
-        return str(value)
-    return value
-
-
-@dataclass
 class StepRunner:
     conn: Any
     backend: CompiledBackend
     session: WriteSession
     auth: dict | None
     input: Mapping[str, Any]
-    outbox: Outbox = field(default_factory=Outbox)
     record: Any = None                      # transition steps: the transitioning row's id
+    secrets: Mapping[str, str] | None = None  # jobs and workflows: for http and ai steps
 
     def __post_init__(self):
         self.exprs = ExpressionCache.of(self.backend)
+
+    @property
+    def outbox(self) -> Outbox:
+        return self.session.outbox
 
     # values -----------------------------------------------------------------------------
 
@@ -125,7 +95,7 @@ class StepRunner:
                 continue
             compiled = self.exprs.get(expr)
             parts.append(compiled.sql)
-            params.update(compiled.bind(auth=self.auth, input=self.input, bindings=env, record=self.record))
+            params.update(compiled.bind(auth=self.auth, input=self.input, bindings=env, record=self.record, secrets=self.secrets))
         row = self.conn.execute(sql.SQL("SELECT {}").format(sql.SQL(", ").join(parts)), params).fetchone()
         return [expr.literal if expr.is_literal else value for expr, value in zip(exprs, row)]
 
@@ -134,7 +104,7 @@ class StepRunner:
 
     def where(self, expr: Expr, env: Mapping[str, Any]):
         compiled = self.exprs.get(expr)
-        return compiled.sql, compiled.bind(auth=self.auth, input=self.input, bindings=env, record=self.record)
+        return compiled.sql, compiled.bind(auth=self.auth, input=self.input, bindings=env, record=self.record, secrets=self.secrets)
 
     # steps ------------------------------------------------------------------------------
 
@@ -184,11 +154,12 @@ class StepRunner:
                 self.run(args.get("do", ()), {**env, step.as_name: item} if step.as_name else dict(env))
         elif kind in ("enqueue", "start", "emit"):
             given = args.get("with") or {}
-            payload = dict(zip(given, (_jsonable(v) for v in self.values(list(given.values()), env))))
+            payload = dict(zip(given, (jsonable(v) for v in self.values(list(given.values()), env))))
             key = self.value(args["key"], env) if args.get("key") is not None else None
             delay = args.get("delay")
             self.outbox.add({"enqueue": "job", "start": "workflow", "emit": "event"}[kind], str(step.target), payload,
-                            str(key) if key is not None else None, float(delay) if isinstance(delay, (int, float)) else None)
+                            str(key) if key is not None else None, float(delay) if isinstance(delay, (int, float)) else None,
+                            cause=f"{kind} at {step.path}")
         else:
             # http, ai, sleep, wait run only in jobs and workflows (the validator refuses them here)
             raise ApiError(500, "PGRST000", f"The step '{kind}' cannot run in a transaction.")

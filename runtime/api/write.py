@@ -66,6 +66,7 @@ def handle_write(request, context, entity_name: str) -> HttpResponse:
                     payload = representation(conn, session, entity, api, written)
                     if api.single:  # inside the transaction: a 406 rolls the write back
                         payload = single_object(payload)
+            session.outbox.wake()
             return respond(api, written, payload)
         except PoolTimeout:  # before psycopg.Error, which it is too
             raise ApiError(503, "PGRST003", "The database is busy; retry the request.")

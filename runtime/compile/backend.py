@@ -78,6 +78,11 @@ class EventGraph:
     waits: Mapping[str, tuple[str, ...]]                    # event -> workflows waiting on it
     invariants_by_entity: Mapping[str, tuple[Trigger, ...]]  # written entity -> triggers
 
+    @property
+    def listened(self) -> frozenset[str]:
+        """Events something starts on or waits for: the only ones the outbox keeps."""
+        return frozenset(self.starts) | frozenset(self.waits)
+
 
 @dataclass(frozen=True)
 class CompiledBackend:

@@ -70,6 +70,12 @@ SYSTEM_MIGRATIONS: list[tuple[str, list[str]]] = [
             "CREATE INDEX _outbox_pending_idx ON _outbox (id) WHERE taken_at IS NULL",
         ],
     ),
+    (
+        # Runs and events now live in the shared, row-level-secured tables of
+        # `plinth_jobs` (runtime/jobs/schema.py), written by the same transaction.
+        "0004_drop_outbox",
+        ["DROP TABLE _outbox"],
+    ),
 ]
 
 

@@ -125,8 +125,10 @@ def test_a_transition_checks_access_state_and_guard_then_emits_events(shop):
     assert shop.call("ann", "Order.place", {"id": order}).status_code == 409    # not a draft any more
     assert shop.call("ann", "Order.pay", {"id": order}).status_code == 403      # staff only
     assert shop.call("sam", "Order.pay", {"id": order}).status_code == 200
-    events = [name for (name,) in shop.sql("SELECT name FROM _outbox WHERE kind = 'event' ORDER BY id")]
-    assert events == ["Order.place", "Order.placed", "Order.pay", "Order.paid"]
+    # Order.paid starts send_receipt, in the paying transaction; nothing waits for events here
+    runs = shop.sql("SELECT kind, name, cause, input->'record'->>'id' FROM plinth_jobs.runs")
+    assert runs == [("job", "send_receipt", "event Order.paid", order)]
+    assert shop.sql("SELECT count(*) FROM plinth_jobs.events")[0][0] == 0
 
 
 def test_the_state_field_changes_only_through_transitions_even_for_the_service_key(shop):
@@ -188,16 +190,22 @@ def test_only_writes_something_listens_to_reach_the_outbox_and_only_when_committ
     created = Client().post(f"/t/{tenant.slug}/rest/v1/Ticket", json.dumps(ticket), content_type="application/json",
                             **service)
     assert created.status_code == 201, created.content
-    # Ticket.created starts the triage job and the sla workflow: one event row, with the row
-    outbox = desk.sql("SELECT kind, name, payload->'record'->>'subject' FROM _outbox")
-    assert outbox == [("event", "Ticket.created", "Help")]
+    # Ticket.created starts the triage job and the sla workflow, with the row as input.record
+    runs = desk.sql("SELECT kind, name, cause, input->'record'->>'subject' FROM plinth_jobs.runs ORDER BY kind")
+    assert runs == [("job", "triage", "event Ticket.created", "Help"),
+                    ("workflow", "sla", "event Ticket.created", "Help")]
     # a write nobody listens to stores nothing; a refused write stores nothing
     Client().post(f"/t/{tenant.slug}/rest/v1/Organization", json.dumps({"name": "Quiet"}),
                   content_type="application/json", **service)
     bad = Client().post(f"/t/{tenant.slug}/rest/v1/Ticket", json.dumps({**ticket, "priority": "whenever"}),
                         content_type="application/json", **service)
     assert bad.status_code >= 400
-    assert desk.sql("SELECT count(*) FROM _outbox")[0][0] == 1
+    assert desk.sql("SELECT count(*) FROM plinth_jobs.runs")[0][0] == 2
+    # a reply is an event the sla workflow waits for: stored for delivery
+    reply = Client().post(f"/t/{tenant.slug}/rest/v1/Reply", json.dumps({"ticket": desk.sql('SELECT id::text FROM "Ticket"')[0][0], "author": user, "body": "On it"}),
+                          content_type="application/json", HTTP_PREFER="return=minimal", **service)
+    assert reply.status_code == 201, reply.content
+    assert desk.sql("SELECT name FROM plinth_jobs.events") == [("Reply.created",)]
 
 
 def test_a_transition_on_a_malformed_id_is_a_400_not_a_500(shop):

@@ -1,0 +1,45 @@
+"""The sweeper (a beat task, every PLINTH_SWEEP_SECONDS): nothing due waits for a lost message.
+
+Each tick: creates the runs of due cron slots; re-sends wake-ups for runs that are due and
+were not taken (a lost or never-sent message, a retry whose backoff ended, a `sleep` that
+ended, a `wait` that timed out) and for runs whose lease expired (their worker died);
+re-sends undelivered events; forgets delivered events after a day. A run is re-sent at
+most every RESEND seconds (`woken_at`), so a busy queue is not flooded with duplicates.
+"""
+
+from __future__ import annotations
+
+import structlog
+from django.db import connection
+
+from runtime.jobs.schedules import due_slots
+from runtime.jobs.wake import wake_events, wake_runs
+
+log = structlog.get_logger(__name__)
+
+GRACE = "2 seconds"     # a fresh run's own wake-up is probably on its way
+RESEND = "10 seconds"
+BATCH = 1000
+
+
+def sweep() -> dict:
+    slots = due_slots()
+    with connection.cursor() as cur:
+        cur.execute(
+            "UPDATE plinth_jobs.runs SET woken_at = now() WHERE id IN ("
+            " SELECT id FROM plinth_jobs.runs WHERE state IN ('queued', 'retrying', 'sleeping', 'waiting')"
+            f" AND due_at <= now() - CASE WHEN state = 'queued' THEN interval '{GRACE}' ELSE interval '0' END"
+            f" AND (woken_at IS NULL OR woken_at < now() - interval '{RESEND}')"
+            " UNION ALL SELECT id FROM plinth_jobs.runs WHERE state = 'running' AND lease_until < now()"
+            f" AND (woken_at IS NULL OR woken_at < now() - interval '{RESEND}')"
+            f" LIMIT {BATCH}) RETURNING id::text")
+        due = [row[0] for row in cur.fetchall()]
+        cur.execute(f"SELECT id FROM plinth_jobs.events WHERE delivered_at IS NULL AND created_at < now() - interval '{GRACE}' "
+                    f"ORDER BY id LIMIT {BATCH}")
+        events = [row[0] for row in cur.fetchall()]
+        cur.execute("DELETE FROM plinth_jobs.events WHERE delivered_at < now() - interval '1 day'")
+    sent = wake_runs(slots + due)
+    delivered = wake_events(events)
+    if slots or due or events:
+        log.info("jobs.swept", slots=len(slots), runs=len(due), events=len(events), sent=sent + delivered)
+    return {"slots": len(slots), "runs": len(due), "events": len(events)}
