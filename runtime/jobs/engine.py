@@ -43,6 +43,7 @@ from typing import Any, Iterator, Mapping
 
 import psycopg
 import structlog
+from django.conf import settings
 from django.db import connection
 from psycopg import sql
 
@@ -56,13 +57,18 @@ from runtime.jobs.outbox import jsonable
 
 log = structlog.get_logger(__name__)
 
-LEASE_SECONDS = 60.0          # a data step's lease; calls get their timeout on top
+
+
+def lease_seconds() -> float:
+    """A step's lease (calls get their timeout on top): a run whose worker died is taken
+    over this long after its last checkpoint (settings.PLINTH_RUN_LEASE_SECONDS)."""
+    return settings.PLINTH_RUN_LEASE_SECONDS
+
 DEFAULT_CALL_TIMEOUT = 30.0   # http and ai steps without a timeout of their own
 MAX_BACKOFF = 3600.0
 DRAIN = 50                    # runs one wake-up may take in a row while more are due
 ERROR_LIMIT = 2000
 
-WORKER = f"{socket.gethostname()}:{os.getpid()}"
 
 DATA_KINDS = ("create", "update", "delete", "transition", "assert", "let", "enqueue", "start", "emit")
 
@@ -134,9 +140,10 @@ _CLAIM_LOST = _CLAIM.format(select=(
 
 
 def _claim(query: str, run_id: str | None = None) -> Run | None:
-    token = f"{WORKER}:{uuid.uuid4().hex[:12]}"
+    # host:pid of this process (not of the parent a pool process was forked from)
+    token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
     with connection.cursor() as cur:
-        cur.execute(query, {"id": run_id, "lease": LEASE_SECONDS, "token": token})
+        cur.execute(query, {"id": run_id, "lease": lease_seconds(), "token": token})
         row = cur.fetchone()
     if row is None:
         return None
@@ -255,7 +262,7 @@ def _record_step(conn, run: Run, key: str, kind: str, state: str, *, result: Any
     """A step row; for `done` rows the run's checkpoint too (fenced by the lease)."""
     params = {"id": run.id, "token": run.token, "key": key, "kind": kind, "attempt": run.attempt, "state": state,
               "detail": _json(detail), "result": _json(result), "error": error, "next": next_step,
-              "lease": LEASE_SECONDS}
+              "lease": lease_seconds()}
     if state == "done":
         run_update = (
             "UPDATE plinth_jobs.runs SET next_step = %(next)s, attempt = 1, "
@@ -459,7 +466,7 @@ class Execution:
             # the lease must outlast the call
             _fenced(conn, self.run, "UPDATE plinth_jobs.runs SET lease_until = now() + make_interval(secs => %(lease)s), "
                     "next_step = %(key)s, updated_at = now() WHERE id = %(id)s AND leased_by = %(token)s AND state = 'running'",
-                    lease=LEASE_SECONDS + timeout, key=key)
+                    lease=lease_seconds() + timeout, key=key)
 
         def build(node):
             if isinstance(node, Expr):
