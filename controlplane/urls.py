@@ -2,6 +2,8 @@ from django.conf import settings
 from django.contrib.auth.views import LogoutView
 from django.urls import include, path
 
+from controlplane.console import runs as console_runs
+from controlplane.console import secrets as console_secrets
 from controlplane.console import views as console
 from controlplane.health import healthz
 from runtime.api.views import data_api
@@ -22,6 +24,18 @@ urlpatterns = [
     path("tenants/<slug:slug>/versions", console.tenant_versions, name="tenant-versions"),
     path("tenants/<slug:slug>/versions/<int:number>", console.tenant_version, name="tenant-version"),
     path("tenants/<slug:slug>/audit", console.tenant_audit, name="tenant-audit"),
+    path("tenants/<slug:slug>/secrets", console_secrets.tenant_secrets, name="tenant-secrets"),
+    path(
+        "tenants/<slug:slug>/secrets/<str:name>/delete",
+        console_secrets.tenant_secret_delete,
+        name="tenant-secret-delete",
+    ),
+    path("tenants/<slug:slug>/ai", console_secrets.tenant_ai, name="tenant-ai"),
+    path("tenants/<slug:slug>/runs", console_runs.tenant_runs, name="tenant-runs"),
+    path("tenants/<slug:slug>/runs/<str:run_id>", console_runs.tenant_run, name="tenant-run"),
+    path("tenants/<slug:slug>/runs/<str:run_id>/live", console_runs.tenant_run_live, name="tenant-run-live"),
+    path("tenants/<slug:slug>/runs/<str:run_id>/retry", console_runs.tenant_run_retry, name="tenant-run-retry"),
+    path("tenants/<slug:slug>/runs/<str:run_id>/cancel", console_runs.tenant_run_cancel, name="tenant-run-cancel"),
     path("tokens", console.tokens, name="tokens"),
     path("tokens/<int:token_id>/revoke", console.token_revoke, name="token-revoke"),
 ]

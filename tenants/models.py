@@ -1,4 +1,5 @@
-"""Control-plane tables: accounts, tenants, memberships, keys, tokens, idempotency, audit.
+"""Control-plane tables: accounts, tenants, memberships, keys, tokens, idempotency, audit,
+secrets and AI settings.
 
 All of them live in `public`; tenant roles cannot read them (tenants/provisioning.py).
 """
@@ -200,6 +201,56 @@ class AuditEvent(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+
+
+class Secret(models.Model):
+    """A value a tenant's jobs and workflows read as `secrets.NAME` (an API key, a webhook
+    token). Encrypted at rest (tenants/crypto.py); set and removed through the admin API and
+    the console, never shown again, never logged. See tenants/secrets.py."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="secrets")
+    name = models.CharField(max_length=48)
+    value = models.BinaryField()             # Fernet token of the UTF-8 value
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.ForeignKey(User, null=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "name"], name="one_secret_per_name")]
+
+    def __repr__(self) -> str:  # never the value, even in a debugger or a traceback
+        return f"<Secret {self.name} of {self.tenant_id}>"
+
+
+class AiConfig(models.Model):
+    """Where a tenant's `ai` steps go: an OpenAI-compatible API, a default model, the name of
+    the secret holding the API key, and a monthly token budget (0 turns ai steps off).
+    See tenants/ai.py."""
+
+    DEFAULT_KEY_SECRET = "AI_API_KEY"
+    DEFAULT_BUDGET = 1_000_000
+
+    tenant = models.OneToOneField(Tenant, primary_key=True, on_delete=models.CASCADE, related_name="ai_config")
+    base_url = models.CharField(max_length=500)
+    model = models.CharField(max_length=200)
+    key_secret = models.CharField(max_length=48, default=DEFAULT_KEY_SECRET)
+    monthly_token_budget = models.BigIntegerField(default=DEFAULT_BUDGET)
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.ForeignKey(User, null=True, on_delete=models.SET_NULL, related_name="+")
+
+
+class AiUsage(models.Model):
+    """Tokens a tenant's ai steps used in one calendar month (UTC); `month` is its first day.
+    Added to by one upsert per call (tenants/ai.py), so concurrent steps never lose a count."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="ai_usage")
+    month = models.DateField()
+    tokens = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "month"], name="one_ai_usage_per_month")]
 
 
 # django-guardian object permissions with a real foreign key to the tenant: they are

@@ -1,7 +1,7 @@
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from controlplane.api import auth, definitions, tenants
+from controlplane.api import auth, definitions, runs, secrets, tenants
 from controlplane.api.misc import not_found
 
 urlpatterns = [
@@ -23,6 +23,13 @@ urlpatterns = [
         name="api-tenant-version",
     ),
     path("tenants/<slug:slug>/audit", tenants.AuditView.as_view(), name="api-tenant-audit"),
+    path("tenants/<slug:slug>/secrets", secrets.SecretListView.as_view(), name="api-tenant-secrets"),
+    path("tenants/<slug:slug>/secrets/<str:name>", secrets.SecretDetailView.as_view(), name="api-tenant-secret"),
+    path("tenants/<slug:slug>/ai", secrets.AiView.as_view(), name="api-tenant-ai"),
+    path("tenants/<slug:slug>/runs", runs.RunListView.as_view(), name="api-tenant-runs"),
+    path("tenants/<slug:slug>/runs/<str:run_id>", runs.RunDetailView.as_view(), name="api-tenant-run"),
+    path("tenants/<slug:slug>/runs/<str:run_id>/retry", runs.RunRetryView.as_view(), name="api-tenant-run-retry"),
+    path("tenants/<slug:slug>/runs/<str:run_id>/cancel", runs.RunCancelView.as_view(), name="api-tenant-run-cancel"),
     path("schema/", SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]), name="api-schema"),
     path(
         "docs/",

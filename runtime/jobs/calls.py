@@ -1,0 +1,546 @@
+"""The two steps that leave the platform: `http` (an external API) and `ai` (an
+OpenAI-compatible model), for the job and workflow runner.
+
+Both take arguments the runner has already evaluated (secrets included) and answer a
+JSON-shaped result, or raise `StepFailed`. Whatever they hand back can go straight into a
+run history: every secret value used in the call is replaced by `[secret]` in results,
+messages and details (`redact`, which the runner also applies to its step records), and a
+failure is never chained to the library exception that caused it, so a logged traceback
+cannot carry a URL or header either.
+
+- `http_call` sends `Idempotency-Key: <run id>:<step>` (DESIGN.md, Jobs and workflows), a
+  JSON body for mappings and lists, follows no redirects, reads at most 64 KB of the answer
+  and keeps a safe subset of its headers. A status of 400 and up, a timeout or a broken
+  connection is a `StepFailed`, retryable unless retrying cannot help (most 4xx).
+- `ai_call` reads the tenant's AI settings (tenants/ai.py) and key secret, refuses when
+  they are missing or this month's token budget is spent, posts a chat completion, counts
+  the tokens it used, and checks a JSON answer against the step's declared `output` fields.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import re
+import time
+import uuid
+from decimal import Decimal
+from typing import Any, Iterable, Mapping
+from urllib.parse import quote, quote_plus, urlsplit
+
+import httpx
+import structlog
+
+from runtime.definition.model import DEFAULT_AUTH_ID, DEFAULT_NOW, EMAIL_PATTERN, URL_PATTERN, Field
+from tenants.ai import ai_config_of, record_usage, tokens_used
+from tenants.secrets import secret_value, secrets_for
+
+log = structlog.get_logger(__name__)
+
+# httpx logs every request at INFO with its full URL, query string included: a secret in
+# a query string would reach the logs. Our own line below shows the URL without it.
+logging.getLogger("httpx").setLevel(logging.WARNING)
+
+MAX_BODY_BYTES = 64 * 1024             # what an http step keeps of an answer
+MAX_AI_BODY_BYTES = 1024 * 1024        # a chat completion is parsed whole, so it may be longer
+PREVIEW_CHARS = 2000                   # of an answer's body in a failure's detail
+DEFAULT_TIMEOUT = 30.0
+REDACTED = "[secret]"
+USER_AGENT = "Plinth-jobs/1"
+
+# Answer headers an http step keeps (lowercased): never cookies or auth challenges.
+SAFE_HEADERS = frozenset({
+    "content-type", "content-length", "content-language", "content-encoding", "location", "etag",
+    "last-modified", "date", "cache-control", "expires", "retry-after", "idempotency-key",
+    "idempotent-replayed", "x-request-id", "request-id", "x-ratelimit-limit", "x-ratelimit-remaining",
+    "x-ratelimit-reset", "ratelimit-limit", "ratelimit-remaining", "ratelimit-reset", "link",
+})
+# 4xx answers worth trying again: timeout, conflict (an idempotent request still in
+# flight), too early, too many requests. Any other 4xx will answer the same next time.
+RETRYABLE_4XX = frozenset({408, 409, 425, 429})
+
+_HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+
+
+class StepFailed(Exception):
+    """A step that did not succeed. `message` is safe to show in run histories (it holds no
+    secret value); `retryable` says whether trying again may help; `detail` is data for the
+    history (a status, the start of an answer's body, problems found)."""
+
+    def __init__(self, message: str, *, retryable: bool = True, detail: dict | None = None):
+        super().__init__(message)
+        self.message = message
+        self.retryable = retryable
+        self.detail = detail
+
+    def as_dict(self) -> dict:
+        return {"message": self.message, "retryable": self.retryable, "detail": self.detail}
+
+
+def tenant_secrets(tenant_id: str) -> dict[str, str]:
+    """Every secret of the tenant by name, decrypted (tenants/secrets.py): what a run's
+    http and ai steps read as `secrets.NAME`, and what `redact` must hide."""
+    return secrets_for(tenant_id)
+
+
+# redaction ------------------------------------------------------------------------------
+
+
+def _needles(secret_values: Iterable[str]) -> re.Pattern | None:
+    found: set[str] = set()
+    for value in secret_values:
+        if isinstance(value, str) and value:
+            # as sent, and as it looks inside a URL or a JSON string
+            found.update({value, quote(value, safe=""), quote_plus(value), json.dumps(value)[1:-1]})
+    if not found:
+        return None
+    # one pass, longest first: a replacement is never searched again
+    return re.compile("|".join(re.escape(n) for n in sorted(found, key=len, reverse=True)))
+
+
+def redact(value: Any, secret_values: Iterable[str]) -> Any:
+    """`value` with every occurrence of a secret value, in strings at any depth (mapping
+    keys included), replaced by `[secret]`. Other values pass through unchanged.
+
+    >>> redact({"auth": "Bearer sk-123", "n": 1}, ["sk-123"])
+    {'auth': 'Bearer [secret]', 'n': 1}
+    """
+    return _scrub(value, _needles(secret_values))
+
+
+def _scrub(value: Any, pattern: re.Pattern | None) -> Any:
+    if pattern is None:
+        return value
+    if isinstance(value, str):
+        return pattern.sub(REDACTED, value)
+    if isinstance(value, Mapping):
+        return {_scrub(k, pattern): _scrub(v, pattern) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_scrub(v, pattern) for v in value]
+    return value
+
+
+def display_url(url: str) -> str:
+    """The URL as messages show it: no userinfo, no query string, no fragment."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(an invalid URL)"
+    host = parts.netloc.rpartition("@")[2]
+    return f"{parts.scheme}://{host}{parts.path}" if parts.scheme else parts.path
+
+
+# http -----------------------------------------------------------------------------------
+
+
+def http_call(
+    *,
+    method: str,
+    url: str,
+    headers: Mapping[str, Any],
+    body: Any,
+    timeout: float | None,
+    idempotency_key: str,
+    secrets: Iterable[str] = (),
+) -> dict:
+    """Call an external API; answers `{"status", "headers", "body"}` (body: parsed JSON when
+    the answer says it is JSON, else text; None when empty; text cut at 64 KB when longer).
+
+    `secrets` are the secret VALUES this call uses: they are redacted from everything it
+    answers or raises.
+    """
+    return _call(method, url, headers, body, timeout, idempotency_key, secrets, MAX_BODY_BYTES)
+
+
+def _call(method, url, headers, body, timeout, idempotency_key, secrets, max_body) -> dict:
+    pattern = _needles(secrets)
+    method = (method or "GET").upper()
+    timeout = float(timeout) if timeout and timeout > 0 else DEFAULT_TIMEOUT
+    where = f"{method} {display_url(url) if isinstance(url, str) else '(not a URL)'}"
+
+    def failed(message: str, retryable: bool, detail: dict | None = None) -> StepFailed:
+        return StepFailed(_scrub(message, pattern), retryable=retryable, detail=_scrub(detail, pattern))
+
+    try:
+        parts = urlsplit(url) if isinstance(url, str) else None
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise failed(f"{where}: only http and https URLs can be called.", False)
+    send_headers, content = _request_parts(where, headers, body, idempotency_key, failed)
+
+    started = time.monotonic()
+    deadline = started + timeout
+    try:
+        with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
+            with client.stream(method, url, headers=send_headers, content=content) as response:
+                raw, truncated = _read(response, max_body, deadline)
+                status, answer_headers = response.status_code, response.headers
+                encoding = response.charset_encoding or "utf-8"
+    except (httpx.TimeoutException, _Deadline):
+        raise failed(f"{where} timed out after {timeout:g}s", True, {"timeout": timeout}) from None
+    except (httpx.InvalidURL, httpx.UnsupportedProtocol):
+        raise failed(f"{where}: the URL is not valid.", False) from None
+    except httpx.TransportError as exc:
+        raise failed(f"{where} failed: {_transport_reason(exc)}", True) from None
+    elapsed_ms = round((time.monotonic() - started) * 1000)
+    log.info("jobs.http_call", target=_scrub(where, pattern), status=status, duration_ms=elapsed_ms)
+
+    kept = {k.lower(): v for k, v in answer_headers.items() if k.lower() in SAFE_HEADERS}
+    answer_body = _parse_body(raw, truncated, encoding, answer_headers.get("content-type", ""))
+    if status >= 400:
+        detail = {"status": status, "body": _preview(answer_body)}
+        retry_after = _retry_after(answer_headers.get("retry-after"))
+        if retry_after is not None:
+            detail["retry_after"] = retry_after
+        raise failed(f"{where} answered {status}", status >= 500 or status in RETRYABLE_4XX, detail)
+    return _scrub({"status": status, "headers": kept, "body": answer_body}, pattern)
+
+
+class _Deadline(Exception):
+    pass
+
+
+def _request_parts(where, headers, body, idempotency_key, failed) -> tuple[dict[str, str], bytes | None]:
+    send: dict[str, str] = {"User-Agent": USER_AGENT}
+    for name, value in (headers or {}).items():
+        if not isinstance(name, str) or not _HEADER_NAME.match(name):
+            raise failed(f"{where}: {name!r} is not a valid header name.", False)
+        if value is None:
+            continue
+        text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        if any(c in text for c in "\r\n\0"):
+            # never show the value: it may be (or hold) a secret
+            raise failed(f"{where}: the value of header {name} holds a line break or NUL.", False)
+        send[name] = text
+    lower = {k.lower() for k in send}
+    if "idempotency-key" not in lower:  # an explicit header in the definition wins
+        send["Idempotency-Key"] = idempotency_key
+    if body is None:
+        return send, None
+    if isinstance(body, bytes):
+        return send, body
+    if isinstance(body, str):
+        if "content-type" not in lower:
+            send["Content-Type"] = "text/plain; charset=utf-8"
+        return send, body.encode("utf-8")
+    try:
+        content = json.dumps(body, default=_json_default, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except (TypeError, ValueError):
+        raise failed(f"{where}: the body cannot be sent as JSON.", False) from None
+    if "content-type" not in lower:
+        send["Content-Type"] = "application/json"
+    return send, content
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        # JSON has one number type; integral decimals stay exact
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, (dt.date, dt.datetime, dt.time)):
+        return value.isoformat()
+    raise TypeError(type(value).__name__)
+
+
+def _read(response: httpx.Response, limit: int, deadline: float) -> tuple[bytes, bool]:
+    """At most `limit` bytes of the (decoded) body, and whether there was more."""
+    chunks, size = [], 0
+    for chunk in response.iter_bytes():
+        if time.monotonic() > deadline:
+            raise _Deadline()
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            return b"".join(chunks)[:limit], True
+    return b"".join(chunks), False
+
+
+def _parse_body(raw: bytes, truncated: bool, encoding: str, content_type: str) -> Any:
+    if not raw:
+        return None
+    try:
+        text = raw.decode(encoding, errors="replace")
+    except LookupError:  # a charset Python does not know
+        text = raw.decode("utf-8", errors="replace")
+    if not truncated and "json" in content_type.lower():
+        try:
+            return json.loads(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _preview(body: Any) -> str | None:
+    if body is None:
+        return None
+    text = body if isinstance(body, str) else json.dumps(body, ensure_ascii=False)
+    return text if len(text) <= PREVIEW_CHARS else text[:PREVIEW_CHARS] + "…"
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        from email.utils import parsedate_to_datetime
+
+        return max(0.0, (parsedate_to_datetime(value) - dt.datetime.now(dt.UTC)).total_seconds())
+    except (TypeError, ValueError):
+        return None
+
+
+def _transport_reason(exc: httpx.TransportError) -> str:
+    # the library's own text may quote the URL: name the kind of failure instead
+    if isinstance(exc, httpx.ConnectError):
+        return "could not connect"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return "the server did not answer valid HTTP"
+    if isinstance(exc, (httpx.ReadError, httpx.WriteError)):
+        return "the connection broke"
+    if isinstance(exc, httpx.ProxyError):
+        return "the proxy refused"
+    return f"the request failed ({type(exc).__name__})"
+
+
+# ai -------------------------------------------------------------------------------------
+
+
+def ai_call(
+    *,
+    tenant_id: str,
+    system: str | None,
+    prompt: str,
+    model: str | None,
+    output: Mapping[str, Field] | None,
+    timeout: float | None,
+    idempotency_key: str,
+    secrets: Iterable[str] = (),
+) -> tuple[dict | str, int]:
+    """Ask the tenant's model; answers (the checked JSON object when `output` is declared,
+    else the text, and the tokens the call used). `secrets` are secret values used in the
+    step's arguments; the API key is always redacted too."""
+    config = ai_config_of(tenant_id)
+    if config is None:
+        raise StepFailed(
+            "AI is not configured for this tenant: set it in the console or with PUT /api/v1/tenants/<slug>/ai.",
+            retryable=False,
+        )
+    budget = config.monthly_token_budget
+    if budget <= 0:
+        raise StepFailed("AI steps are turned off for this tenant (its monthly token budget is 0).", retryable=False)
+    key = secret_value(tenant_id, config.key_secret)
+    if not key:
+        raise StepFailed(f"The secret {config.key_secret}, which holds the AI API key, is not set.", retryable=False)
+    used = tokens_used(tenant_id)
+    if used >= budget:
+        raise StepFailed(
+            f"This month's AI token budget is used up ({used:,} of {budget:,} tokens).",
+            retryable=False,
+            detail={"tokens_used": used, "monthly_token_budget": budget},
+        )
+    pattern = _needles([key, *secrets])
+    instruction = output_instruction(output) if output else None
+    system_text = "\n\n".join(part for part in (system, instruction) if part)
+    messages = [{"role": "system", "content": system_text}] if system_text else []
+    messages.append({"role": "user", "content": prompt})
+    payload: dict[str, Any] = {"model": model or config.model, "messages": messages}
+    if output:
+        payload["response_format"] = {"type": "json_object"}
+    response = _call(
+        "POST", f"{config.base_url}/chat/completions", {"Authorization": f"Bearer {key}"}, payload,
+        timeout, idempotency_key, [key, *secrets], MAX_AI_BODY_BYTES,
+    )
+
+    completion = response["body"]
+    if isinstance(completion, str):  # JSON sent without a JSON content type
+        try:
+            completion = json.loads(completion)
+        except ValueError:
+            pass
+    tokens = _tokens(completion)
+    if tokens:
+        record_usage(tenant_id, tokens)
+    content = _content(completion)
+    if content is None:
+        raise StepFailed(
+            "The AI API's answer is not a chat completion with a text message.",
+            detail=_scrub({"body": _preview(completion), "tokens": tokens}, pattern),
+        )
+    if not output:
+        return content, tokens
+    answer, problems = check_output(output, _json_object(content))
+    if problems:
+        raise StepFailed(
+            _scrub("; ".join(problems), pattern),
+            detail=_scrub({"problems": problems, "answer": _preview(content), "tokens": tokens}, pattern),
+        )
+    return answer, tokens
+
+
+def _tokens(completion: Any) -> int:
+    usage = completion.get("usage") if isinstance(completion, dict) else None
+    if not isinstance(usage, dict):
+        return 0
+    total = usage.get("total_tokens")
+    if not isinstance(total, int) or isinstance(total, bool):
+        parts = [usage.get("prompt_tokens"), usage.get("completion_tokens")]
+        total = sum(p for p in parts if isinstance(p, int) and not isinstance(p, bool))
+    return max(0, total)
+
+
+def _content(completion: Any) -> str | None:
+    try:
+        content = completion["choices"][0]["message"]["content"]
+    except (KeyError, IndexError, TypeError):
+        return None
+    return content if isinstance(content, str) else None
+
+
+def _json_object(content: str) -> Any:
+    text = content.strip()
+    fenced = re.match(r"^```(?:json)?\s*(.*?)\s*```$", text, re.DOTALL | re.IGNORECASE)
+    if fenced:  # some models wrap JSON in a Markdown fence even in JSON mode
+        text = fenced.group(1)
+    try:
+        return json.loads(text)
+    except ValueError:
+        return _NOT_JSON
+
+
+_NOT_JSON = object()
+
+
+# ai output ------------------------------------------------------------------------------
+
+
+def output_instruction(output: Mapping[str, Field]) -> str:
+    """What the system message asks for when an ai step declares `output`."""
+    lines = ["Answer with one JSON object and nothing else. Its keys:"]
+    for name, f in output.items():
+        line = f'- "{name}" ({"required" if f.required else "optional"}): {_describe(f)}'
+        if f.description:
+            line += f". {f.description}"
+        lines.append(line)
+    if any(not f.required for f in output.values()):
+        lines.append("Use null for an optional key you cannot fill.")
+    return "\n".join(lines)
+
+
+def _describe(f: Field) -> str:
+    t = f.type
+    if t == "enum":
+        return "one of " + ", ".join(json.dumps(v) for v in f.values)
+    if t in ("string", "text", "email", "url"):
+        what = {"string": "a string", "text": "a string", "email": "an email address", "url": "an http(s) URL"}[t]
+        if f.min_length:
+            what += f" of at least {f.min_length} characters"
+        if f.max_length:
+            what += f"{',' if f.min_length else ''} of at most {f.max_length} characters"
+        if f.pattern:
+            what += f" matching the regular expression {f.pattern}"
+        return what
+    if t in ("integer", "decimal", "float"):
+        what = "an integer" if t == "integer" else "a number"
+        if f.min is not None:
+            what += f", at least {f.min}"
+        if f.max is not None:
+            what += f", at most {f.max}"
+        return what
+    return {
+        "boolean": "true or false",
+        "date": "a date, YYYY-MM-DD",
+        "datetime": "a date and time in ISO 8601 with a time zone, like 2026-01-31T14:00:00Z",
+        "uuid": "a UUID",
+        "ref": "a UUID",
+        "user": "a UUID",
+        "json": "any JSON value",
+    }.get(t, "a JSON value")
+
+
+def check_output(output: Mapping[str, Field], answer: Any) -> tuple[dict, list[str]]:
+    """The answer reduced to the declared fields (absent optional ones get their default or
+    null), and every problem with it, each a sentence naming the field."""
+    if answer is _NOT_JSON:
+        return {}, ["the model's answer is not valid JSON"]
+    if not isinstance(answer, dict):
+        return {}, ["the model's answer is not a JSON object"]
+    checked: dict[str, Any] = {}
+    problems: list[str] = []
+    for name, f in output.items():
+        value = answer.get(name)
+        if value is None:
+            if f.required:
+                problems.append(f"the model's answer is missing '{name}'")
+            checked[name] = _default(f)
+            continue
+        value, problem = _check_value(f, value)
+        if problem:
+            problems.append(f"'{name}' must be {problem}")
+        checked[name] = value
+    return checked, problems
+
+
+def _default(f: Field) -> Any:
+    if not f.has_default or f.default == DEFAULT_AUTH_ID:
+        return None
+    if f.default == DEFAULT_NOW:
+        now = dt.datetime.now(dt.UTC)
+        return now.date().isoformat() if f.type == "date" else now.isoformat()
+    return f.default
+
+
+def _check_value(f: Field, value: Any) -> tuple[Any, str | None]:
+    """(the value, None) when it fits the field, else (value, what it must be)."""
+    t = f.type
+    if t == "json":
+        return value, None
+    if t == "boolean":
+        return value, None if isinstance(value, bool) else "true or false"
+    if t in ("integer", "decimal", "float"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return value, "an integer" if t == "integer" else "a number"
+        if t == "integer":
+            if isinstance(value, float) and not value.is_integer():
+                return value, "an integer"
+            value = int(value)
+        if f.min is not None and value < f.min:
+            return value, f"at least {f.min}"
+        if f.max is not None and value > f.max:
+            return value, f"at most {f.max}"
+        return value, None
+    if not isinstance(value, str):
+        return value, _describe(f)
+    if t == "enum":
+        return value, None if value in f.values else "one of " + ", ".join(f.values)
+    if t in ("uuid", "ref", "user"):
+        try:
+            return str(uuid.UUID(value)), None
+        except ValueError:
+            return value, "a UUID"
+    if t in ("date", "datetime"):
+        try:
+            if t == "date":
+                dt.date.fromisoformat(value)
+            else:
+                dt.datetime.fromisoformat(value)
+        except ValueError:
+            return value, _describe(f)
+        return value, None
+    # string, text, email, url
+    if f.max_length is not None and len(value) > f.max_length:
+        return value, f"at most {f.max_length} characters"
+    if f.min_length is not None and len(value) < f.min_length:
+        return value, f"at least {f.min_length} characters"
+    if t == "email" and not re.match(EMAIL_PATTERN, value, re.IGNORECASE):
+        return value, "an email address"
+    if t == "url" and not re.match(URL_PATTERN, value, re.IGNORECASE):
+        return value, "an http(s) URL"
+    if f.pattern and not re.search(f.pattern, value):
+        return value, f"text matching {f.pattern}"
+    return value, None
