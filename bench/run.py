@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ["provisioning", "definitions", "data_api"]
+BENCHMARKS = ["provisioning", "definitions", "data_api", "jobs"]
 
 
 def main(argv: list[str]) -> int:

@@ -123,6 +123,7 @@ _CLAIM = """
 WITH target AS ({select})
 UPDATE plinth_jobs.runs r SET state = 'running',
     attempt = CASE WHEN target.state IN ('sleeping', 'waiting') THEN r.attempt ELSE r.attempt + 1 END,
+    takeovers = r.takeovers + CASE WHEN target.state = 'running' THEN 1 ELSE 0 END,
     lease_until = now() + make_interval(secs => %(lease)s), leased_by = %(token)s,
     started_at = coalesce(r.started_at, now()), woken_at = NULL, updated_at = now()
 FROM target WHERE r.id = target.id

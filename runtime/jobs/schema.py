@@ -41,6 +41,8 @@ CREATE = [
     " cause text NOT NULL DEFAULT '',"
     f" state text NOT NULL DEFAULT 'queued' CHECK (state IN ({', '.join(repr(s) for s in STATES)})),"
     " attempt integer NOT NULL DEFAULT 0,"
+    # claims of this run after its worker was lost (its lease expired)
+    " takeovers integer NOT NULL DEFAULT 0,"
     " next_step text,"
     " due_at timestamptz NOT NULL DEFAULT now(),"
     " lease_until timestamptz,"

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 from django.db import connection
@@ -33,7 +36,7 @@ from tenants.models import AiUsage
 from tenants.services import Actor
 from tests.fakes.base import Answer, FakeServer
 from tests.fakes.openai_server import FakeOpenAI
-from tests.fakes.receiver import Receiver
+from tests.fakes.receiver import Receiver, ReceiverClient
 
 SECRET = "sk-live-9f8e7d6c5b4a"
 KEY = "run-1:0"
@@ -192,6 +195,22 @@ def test_a_refused_connection_is_retryable():
     assert failed.value.message == f"GET {url}/gone failed: could not connect"
     assert failed.value.retryable is True
     assert failed.value.__suppress_context__  # no library exception chained to it
+
+
+def test_the_receiver_also_runs_in_its_own_process():
+    process = subprocess.Popen([sys.executable, "-m", "tests.fakes.receiver", "--port", "0"], stdout=subprocess.PIPE,
+                               text=True, cwd=Path(__file__).resolve().parents[3])
+    try:
+        url = process.stdout.readline().strip()
+        remote = ReceiverClient(url)
+        remote.fail(1, status=502)
+        with pytest.raises(StepFailed):
+            call(f"{url}/x")
+        assert call(f"{url}/x")["status"] == 200
+        assert remote.count(KEY) == 2 and [r.path for r in remote.requests] == ["/x", "/x"]
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 # http: secrets ------------------------------------------------------------------------

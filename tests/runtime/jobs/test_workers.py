@@ -68,7 +68,7 @@ jobs:
     schedule: "* * * * *"
     steps:
       - create: Effect
-        set: {n: 7}
+        set: {n: 7000}
 workflows:
   follow:
     on: [Ticket.created]
@@ -174,7 +174,7 @@ def test_nothing_is_lost_while_workers_are_killed_and_redis_restarts_and_is_flus
     states = [r[1] for r in runs(tenant, "chaos")]
     assert states.count("succeeded") == 500, {s: states.count(s) for s in set(states)}
     # every data effect exactly once
-    counts = dict(tenant.sql('SELECT n, count(*) FROM "Effect" GROUP BY n'))
+    counts = dict(tenant.sql('SELECT n, count(*) FROM "Effect" WHERE n < 500 GROUP BY n'))
     twice = [n for n, c in counts.items() if c > 1]
     if twice:
         audit = tenant.sql("SELECT actor_id, after->>'n', at FROM _audit WHERE entity = 'Effect' AND (after->>'n')::int = ANY(%s) "
@@ -196,12 +196,12 @@ def test_nothing_is_lost_while_workers_are_killed_and_redis_restarts_and_is_flus
     assert all(r.headers.get("authorization") == "Bearer rx-secret-value-123" for r in receiver.requests)
     duplicates = sum(n - 1 for key, n in by_key.items() if key in expected)
     with connection.cursor() as cur:
-        cur.execute("SELECT count(*) FROM plinth_jobs.runs WHERE tenant_id = %s AND name = 'chaos' AND attempt > 1",
-                    [tenant.tenant.id])
-        retried = cur.fetchone()[0]
+        cur.execute("SELECT count(*), coalesce(sum(takeovers), 0) FROM plinth_jobs.runs WHERE tenant_id = %s "
+                    "AND name = 'chaos' AND takeovers > 0", [tenant.tenant.id])
+        retried, takeovers = cur.fetchone()
     print(f"\nchaos: {len(killed)} pool processes killed, redis restarted once and flushed once; "
-          f"{duplicates} duplicate http deliveries (same idempotency key), {retried} runs taken over after a lost "
-          f"worker; all 500 done {recovered - chaos_ended:.1f}s after the chaos ended "
+          f"{duplicates} duplicate http deliveries (same idempotency key), {retried} runs taken over "
+          f"({takeovers} takeovers) after a lost worker; all 500 done {recovered - chaos_ended:.1f}s after the chaos ended "
           f"({recovered - started:.1f}s in all)")
     assert len(killed) >= 5
 
@@ -244,7 +244,7 @@ def test_a_poison_job_ends_dead_without_starving_the_others(tenant, receiver, tm
     assert attempts == 2 and "500" in error, error
     (_, _, _, error, _), = runs(tenant, "poison_kill")
     assert "lost" in error and len(killed) >= 2, (error, killed)
-    assert tenant.sql('SELECT count(*) FROM "Effect"') == [(20,)]
+    assert tenant.sql('SELECT count(*) FROM "Effect" WHERE n < 500') == [(20,)]
 
 
 def post(url: str, api, path: str, body: dict) -> httpx.Response:
@@ -304,7 +304,7 @@ def test_two_beats_run_each_schedule_slot_once(tenant, tmp_path):
         cur.execute("SELECT key FROM plinth_jobs.runs WHERE tenant_id = %s AND name = 'tick'", [tenant.tenant.id])
         keys = [k for (k,) in cur.fetchall()]
     assert len(set(keys)) == 2 and all(k.startswith("schedule:") for k in keys)
-    assert tenant.sql('SELECT count(*) FROM "Effect" WHERE n = 7') == [(2,)]
+    assert tenant.sql('SELECT count(*) FROM "Effect" WHERE n = 7000') == [(2,)]
 
 
 def test_shop_paying_an_order_sends_one_receipt_and_stale_drafts_are_cancelled(api_tenant, receiver, tmp_path):
