@@ -89,7 +89,6 @@ def run(args) -> None:
     from runtime.api.backends import backend_for
     from runtime.db import tenant_transaction
     from runtime.jobs.outbox import Outbox
-    from runtime.jobs.wake import wake_runs
     from tenants import services
     from tenants.definitions import definition_push
     from tenants.models import User

@@ -54,6 +54,10 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
             "root": {"handlers": ["stderr"], "level": level},
             "loggers": {
                 "django.server": {"level": "WARNING"},
+                # httpx logs every request at INFO with its full URL, query string included:
+                # a secret in a query string would reach the logs (runtime/jobs/calls.py)
+                "httpx": {"level": "WARNING"},
+                "httpcore": {"level": "WARNING"},
                 # Django logs every 4xx as a warning with the path; the request line says it.
                 "django.request": {"level": "ERROR"},
                 "celery": {"level": level},

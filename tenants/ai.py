@@ -32,7 +32,9 @@ def _clean_base_url(base_url: object) -> str:
     url = base_url.strip().rstrip("/")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ServiceError("invalid_url", "base_url must be an http(s) URL, like https://api.openai.com/v1.", field="base_url")
+        raise ServiceError(
+            "invalid_url", "base_url must be an http(s) URL, like https://api.openai.com/v1.", field="base_url"
+        )
     if parts.username or parts.password:
         raise ServiceError(
             "invalid_url", "base_url may not hold credentials: put the API key in a secret.", field="base_url"

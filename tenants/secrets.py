@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import transaction
+from django.views.decorators.debug import sensitive_variables
 
 from tenants.crypto import decrypt, encrypt
 from tenants.models import DefinitionVersion, Secret, Tenant
@@ -74,6 +75,7 @@ def declared_secrets(tenant: Tenant) -> list[str]:
     return [n for n in names if isinstance(n, str)]
 
 
+@sensitive_variables("value")  # kept out of Django's error reports
 def secret_set(*, tenant: Tenant, name: str, value: str, actor: Actor) -> tuple[Secret, bool]:
     """Create or replace a secret; answers it and whether it was new."""
     name = validate_name(name)

@@ -80,7 +80,9 @@ class SecretDetailView(APIView):
 
 
 class AiIn(serializers.Serializer):
-    base_url = serializers.CharField(max_length=500, help_text="an OpenAI-compatible API, e.g. https://api.openai.com/v1")
+    base_url = serializers.CharField(
+        max_length=500, help_text="an OpenAI-compatible API, e.g. https://api.openai.com/v1"
+    )
     model = serializers.CharField(max_length=200, help_text="the model of ai steps that name none")
     key_secret = serializers.CharField(
         max_length=48, required=False, default=AiConfig.DEFAULT_KEY_SECRET,

@@ -13,6 +13,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import redirect, render
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 
 from controlplane.api.access import actor_of
@@ -39,7 +40,9 @@ class SecretForm(forms.Form):
 
 class AiForm(forms.Form):
     base_url = forms.CharField(
-        max_length=500, label="API base URL", widget=forms.TextInput(attrs={"placeholder": "https://api.openai.com/v1"}),
+        max_length=500,
+        label="API base URL",
+        widget=forms.TextInput(attrs={"placeholder": "https://api.openai.com/v1"}),
         help_text="An OpenAI-compatible API: ai steps call {base URL}/chat/completions.",
     )
     model = forms.CharField(max_length=200, label="Default model")
@@ -83,6 +86,7 @@ def _page(request, tenant, secret_form=None, ai_form=None, status=200):
     )
 
 
+@sensitive_post_parameters("value")   # kept out of Django's error reports
 @login_required
 def tenant_secrets(request, slug):
     tenant = _tenant(request, slug)

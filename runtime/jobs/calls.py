@@ -14,14 +14,15 @@ cannot carry a URL or header either.
   connection is a `StepFailed`, retryable unless retrying cannot help (most 4xx).
 - `ai_call` reads the tenant's AI settings (tenants/ai.py) and key secret, refuses when
   they are missing or this month's token budget is spent, posts a chat completion, counts
-  the tokens it used, and checks a JSON answer against the step's declared `output` fields.
+  the tokens it used, and checks a JSON answer against the step's declared `output` fields
+  (runtime/jobs/ai_output.py).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
+import math
 import re
 import time
 import uuid
@@ -32,15 +33,13 @@ from urllib.parse import quote, quote_plus, urlsplit
 import httpx
 import structlog
 
-from runtime.definition.model import DEFAULT_AUTH_ID, DEFAULT_NOW, EMAIL_PATTERN, URL_PATTERN, Field
+from runtime.definition.model import Field
+from runtime.jobs.ai_output import check_output, output_instruction, parse_answer
 from tenants.ai import ai_config_of, record_usage, tokens_used
 from tenants.secrets import secret_value, secrets_for
 
 log = structlog.get_logger(__name__)
 
-# httpx logs every request at INFO with its full URL, query string included: a secret in
-# a query string would reach the logs. Our own line below shows the URL without it.
-logging.getLogger("httpx").setLevel(logging.WARNING)
 
 MAX_BODY_BYTES = 64 * 1024             # what an http step keeps of an answer
 MAX_AI_BODY_BYTES = 1024 * 1024        # a chat completion is parsed whole, so it may be longer
@@ -202,8 +201,8 @@ class _Deadline(Exception):
     pass
 
 
-def _request_parts(where, headers, body, idempotency_key, failed) -> tuple[dict[str, str], bytes | None]:
-    send: dict[str, str] = {"User-Agent": USER_AGENT}
+def _request_parts(where, headers, body, idempotency_key, failed) -> tuple[dict[str, str | bytes], bytes | None]:
+    send: dict[str, str | bytes] = {"User-Agent": USER_AGENT}
     for name, value in (headers or {}).items():
         if not isinstance(name, str) or not _HEADER_NAME.match(name):
             raise failed(f"{where}: {name!r} is not a valid header name.", False)
@@ -213,7 +212,8 @@ def _request_parts(where, headers, body, idempotency_key, failed) -> tuple[dict[
         if any(c in text for c in "\r\n\0"):
             # never show the value: it may be (or hold) a secret
             raise failed(f"{where}: the value of header {name} holds a line break or NUL.", False)
-        send[name] = text
+        # httpx encodes header values as ASCII; anything else goes as UTF-8 bytes
+        send[name] = text if text.isascii() else text.encode("utf-8")
     lower = {k.lower() for k in send}
     if "idempotency-key" not in lower:  # an explicit header in the definition wins
         send["Idempotency-Key"] = idempotency_key
@@ -284,7 +284,8 @@ def _retry_after(value: str | None) -> float | None:
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     except ValueError:
         pass
     try:
@@ -346,10 +347,10 @@ def ai_call(
         )
     pattern = _needles([key, *secrets])
     instruction = output_instruction(output) if output else None
-    system_text = "\n\n".join(part for part in (system, instruction) if part)
+    system_text = "\n\n".join(str(part) for part in (system, instruction) if part)
     messages = [{"role": "system", "content": system_text}] if system_text else []
-    messages.append({"role": "user", "content": prompt})
-    payload: dict[str, Any] = {"model": model or config.model, "messages": messages}
+    messages.append({"role": "user", "content": str(prompt)})
+    payload: dict[str, Any] = {"model": str(model or config.model), "messages": messages}
     if output:
         payload["response_format"] = {"type": "json_object"}
     response = _call(
@@ -374,7 +375,7 @@ def ai_call(
         )
     if not output:
         return content, tokens
-    answer, problems = check_output(output, _json_object(content))
+    answer, problems = check_output(output, parse_answer(content))
     if problems:
         raise StepFailed(
             _scrub("; ".join(problems), pattern),
@@ -400,147 +401,3 @@ def _content(completion: Any) -> str | None:
     except (KeyError, IndexError, TypeError):
         return None
     return content if isinstance(content, str) else None
-
-
-def _json_object(content: str) -> Any:
-    text = content.strip()
-    fenced = re.match(r"^```(?:json)?\s*(.*?)\s*```$", text, re.DOTALL | re.IGNORECASE)
-    if fenced:  # some models wrap JSON in a Markdown fence even in JSON mode
-        text = fenced.group(1)
-    try:
-        return json.loads(text)
-    except ValueError:
-        return _NOT_JSON
-
-
-_NOT_JSON = object()
-
-
-# ai output ------------------------------------------------------------------------------
-
-
-def output_instruction(output: Mapping[str, Field]) -> str:
-    """What the system message asks for when an ai step declares `output`."""
-    lines = ["Answer with one JSON object and nothing else. Its keys:"]
-    for name, f in output.items():
-        line = f'- "{name}" ({"required" if f.required else "optional"}): {_describe(f)}'
-        if f.description:
-            line += f". {f.description}"
-        lines.append(line)
-    if any(not f.required for f in output.values()):
-        lines.append("Use null for an optional key you cannot fill.")
-    return "\n".join(lines)
-
-
-def _describe(f: Field) -> str:
-    t = f.type
-    if t == "enum":
-        return "one of " + ", ".join(json.dumps(v) for v in f.values)
-    if t in ("string", "text", "email", "url"):
-        what = {"string": "a string", "text": "a string", "email": "an email address", "url": "an http(s) URL"}[t]
-        if f.min_length:
-            what += f" of at least {f.min_length} characters"
-        if f.max_length:
-            what += f"{',' if f.min_length else ''} of at most {f.max_length} characters"
-        if f.pattern:
-            what += f" matching the regular expression {f.pattern}"
-        return what
-    if t in ("integer", "decimal", "float"):
-        what = "an integer" if t == "integer" else "a number"
-        if f.min is not None:
-            what += f", at least {f.min}"
-        if f.max is not None:
-            what += f", at most {f.max}"
-        return what
-    return {
-        "boolean": "true or false",
-        "date": "a date, YYYY-MM-DD",
-        "datetime": "a date and time in ISO 8601 with a time zone, like 2026-01-31T14:00:00Z",
-        "uuid": "a UUID",
-        "ref": "a UUID",
-        "user": "a UUID",
-        "json": "any JSON value",
-    }.get(t, "a JSON value")
-
-
-def check_output(output: Mapping[str, Field], answer: Any) -> tuple[dict, list[str]]:
-    """The answer reduced to the declared fields (absent optional ones get their default or
-    null), and every problem with it, each a sentence naming the field."""
-    if answer is _NOT_JSON:
-        return {}, ["the model's answer is not valid JSON"]
-    if not isinstance(answer, dict):
-        return {}, ["the model's answer is not a JSON object"]
-    checked: dict[str, Any] = {}
-    problems: list[str] = []
-    for name, f in output.items():
-        value = answer.get(name)
-        if value is None:
-            if f.required:
-                problems.append(f"the model's answer is missing '{name}'")
-            checked[name] = _default(f)
-            continue
-        value, problem = _check_value(f, value)
-        if problem:
-            problems.append(f"'{name}' must be {problem}")
-        checked[name] = value
-    return checked, problems
-
-
-def _default(f: Field) -> Any:
-    if not f.has_default or f.default == DEFAULT_AUTH_ID:
-        return None
-    if f.default == DEFAULT_NOW:
-        now = dt.datetime.now(dt.UTC)
-        return now.date().isoformat() if f.type == "date" else now.isoformat()
-    return f.default
-
-
-def _check_value(f: Field, value: Any) -> tuple[Any, str | None]:
-    """(the value, None) when it fits the field, else (value, what it must be)."""
-    t = f.type
-    if t == "json":
-        return value, None
-    if t == "boolean":
-        return value, None if isinstance(value, bool) else "true or false"
-    if t in ("integer", "decimal", "float"):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return value, "an integer" if t == "integer" else "a number"
-        if t == "integer":
-            if isinstance(value, float) and not value.is_integer():
-                return value, "an integer"
-            value = int(value)
-        if f.min is not None and value < f.min:
-            return value, f"at least {f.min}"
-        if f.max is not None and value > f.max:
-            return value, f"at most {f.max}"
-        return value, None
-    if not isinstance(value, str):
-        return value, _describe(f)
-    if t == "enum":
-        return value, None if value in f.values else "one of " + ", ".join(f.values)
-    if t in ("uuid", "ref", "user"):
-        try:
-            return str(uuid.UUID(value)), None
-        except ValueError:
-            return value, "a UUID"
-    if t in ("date", "datetime"):
-        try:
-            if t == "date":
-                dt.date.fromisoformat(value)
-            else:
-                dt.datetime.fromisoformat(value)
-        except ValueError:
-            return value, _describe(f)
-        return value, None
-    # string, text, email, url
-    if f.max_length is not None and len(value) > f.max_length:
-        return value, f"at most {f.max_length} characters"
-    if f.min_length is not None and len(value) < f.min_length:
-        return value, f"at least {f.min_length} characters"
-    if t == "email" and not re.match(EMAIL_PATTERN, value, re.IGNORECASE):
-        return value, "an email address"
-    if t == "url" and not re.match(URL_PATTERN, value, re.IGNORECASE):
-        return value, "an http(s) URL"
-    if f.pattern and not re.search(f.pattern, value):
-        return value, f"text matching {f.pattern}"
-    return value, None

@@ -166,6 +166,14 @@ def retry_run(tenant_id: str, run_id: object, *, actor=None) -> dict:
             raise ServiceError(
                 "run_not_retryable", f"Only a dead run can be retried; this one is {found['state']}.", status=409
             )
+        with connection.cursor() as cur:
+            cur.execute("SELECT 1 FROM plinth_jobs.steps WHERE run_id = %s AND key LIKE %s AND state = 'done' LIMIT 1",
+                        [run_uuid, "%/compensate/%"])
+            if cur.fetchone():
+                # its completed steps were undone: resuming after them would build on nothing
+                raise ServiceError(
+                    "run_compensated", "This workflow's compensations ran, so it cannot resume; start a new run.",
+                    status=409)
         _update(
             "state = 'queued', attempt = 0, error = NULL, result = NULL, due_at = now(), finished_at = NULL,"
             " lease_until = NULL, leased_by = NULL, updated_at = now()",

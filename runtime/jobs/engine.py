@@ -45,11 +45,10 @@ import psycopg
 import structlog
 from django.conf import settings
 from django.db import connection
-from psycopg import sql
 
 from runtime.api.errors import ApiError
 from runtime.api.integrity import WriteSession
-from runtime.api.steps import ExpressionCache, StepRunner
+from runtime.api.steps import StepRunner
 from runtime.compile import CompiledBackend
 from runtime.db import tenant_transaction
 from runtime.definition.model import Expr, Step
@@ -115,6 +114,7 @@ class Run:
     error: str | None
     token: str
     version: int | None
+    fresh: bool = False           # never claimed before: no history to load
 
 
 # -- claiming -------------------------------------------------------------------------
@@ -127,17 +127,18 @@ UPDATE plinth_jobs.runs r SET state = 'running',
     lease_until = now() + make_interval(secs => %(lease)s), leased_by = %(token)s,
     started_at = coalesce(r.started_at, now()), woken_at = NULL, updated_at = now()
 FROM target WHERE r.id = target.id
-RETURNING r.id::text, r.tenant_id, r.kind, r.name, r.input, r.attempt, target.state, r.error,
+RETURNING r.id::text, r.tenant_id, r.kind, r.name, r.input, r.attempt, target.state, r.error, target.fresh,
     (SELECT max(v.number) FROM tenants_definitionversion v WHERE v.tenant_id = r.tenant_id)
 """
 _DUE = "((state IN ('queued', 'retrying', 'sleeping', 'waiting') AND due_at <= now()) OR (state = 'running' AND lease_until < now()))"
-_CLAIM_ONE = _CLAIM.format(select=f"SELECT id, state FROM plinth_jobs.runs WHERE id = %(id)s AND {_DUE} FOR UPDATE SKIP LOCKED")
+# `fresh`: never claimed before, so it has no step history to load
+_TARGET = "SELECT id, state, started_at IS NULL AS fresh FROM plinth_jobs.runs"
+_CLAIM_ONE = _CLAIM.format(select=f"{_TARGET} WHERE id = %(id)s AND {_DUE} FOR UPDATE SKIP LOCKED")
 _CLAIM_DUE = _CLAIM.format(select=(
-    "SELECT id, state FROM plinth_jobs.runs WHERE state IN ('queued', 'retrying', 'sleeping', 'waiting') "
+    f"{_TARGET} WHERE state IN ('queued', 'retrying', 'sleeping', 'waiting') "
     "AND due_at <= now() ORDER BY due_at LIMIT 1 FOR UPDATE SKIP LOCKED"))
 _CLAIM_LOST = _CLAIM.format(select=(
-    "SELECT id, state FROM plinth_jobs.runs WHERE state = 'running' AND lease_until < now() "
-    "ORDER BY lease_until LIMIT 1 FOR UPDATE SKIP LOCKED"))
+    f"{_TARGET} WHERE state = 'running' AND lease_until < now() ORDER BY lease_until LIMIT 1 FOR UPDATE SKIP LOCKED"))
 
 
 def _claim(query: str, run_id: str | None = None) -> Run | None:
@@ -149,7 +150,7 @@ def _claim(query: str, run_id: str | None = None) -> Run | None:
     if row is None:
         return None
     run_input = row[4] if isinstance(row[4], dict) else json.loads(row[4] or "{}")
-    return Run(row[0], row[1], row[2], row[3], run_input, row[5], row[6], row[7], token, row[8])
+    return Run(row[0], row[1], row[2], row[3], run_input, row[5], row[6], row[7], token, row[9], fresh=row[8])
 
 
 def work(run_id: str | None = None) -> int:
@@ -311,7 +312,7 @@ class Execution:
     def __post_init__(self):
         self.caller = RunCaller(f"{self.run.kind}:{self.run.name}:{self.run.id}")
         self.steps_by_path = _steps_by_path(self.spec.steps)
-        if not (self.run.attempt == 1 and self.run.previous_state == "queued"):
+        if not self.run.fresh:
             self._load_history()
 
     def _load_history(self) -> None:
@@ -470,8 +471,9 @@ class Execution:
                     lease=lease_seconds() + timeout, key=key)
 
         def build(node):
+            # values as Postgres gave them: http_call sends decimals as JSON numbers
             if isinstance(node, Expr):
-                return jsonable(values[node.path])
+                return values[node.path]
             if isinstance(node, Mapping):
                 return {k: build(v) for k, v in node.items()}
             return node
@@ -482,10 +484,10 @@ class Execution:
         try:
             if step.kind == "http":
                 result = calls.http_call(method=str(spec.get("method", "GET")), url=str(built.get("url") or ""),
-                                         headers={k: "" if v is None else str(v) for k, v in (built.get("headers") or {}).items()},
+                                         headers=built.get("headers") or {},
                                          body=built.get("body"), timeout=timeout, idempotency_key=idempotency_key,
                                          secrets=used)
-                detail = {"method": str(spec.get("method", "GET")), "url": calls.redact(_display_url(built.get("url")), used),
+                detail = {"method": str(spec.get("method", "GET")), "url": calls.redact(calls.display_url(str(built.get("url") or "")), used),
                           "status": result.get("status")}
             else:
                 output, tokens = calls.ai_call(tenant_id=self.run.tenant_id, system=built.get("system"),
@@ -598,19 +600,6 @@ def _steps_by_path(steps: tuple[Step, ...]) -> dict[str, Step]:
 
     walk(steps)
     return found
-
-
-def _display_url(url: Any) -> str:
-    from urllib.parse import urlsplit, urlunsplit
-
-    try:
-        parts = urlsplit(str(url or ""))
-        host = parts.hostname or ""
-        if parts.port:
-            host += f":{parts.port}"
-        return urlunsplit((parts.scheme, host, parts.path, "", ""))
-    except ValueError:
-        return "(malformed url)"
 
 
 def _loads(value: Any) -> Any:

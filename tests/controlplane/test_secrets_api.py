@@ -153,8 +153,10 @@ def test_changes_are_audited_without_the_value(acme, alice, caplog):
 # (method, path, body, {person: expected status})
 SCENARIOS = [
     ("get", SECRETS, None, {"alice": 200, "dave": 200, "bob": 200, "charlie": 404, "anon": 401}),
-    ("put", f"{SECRETS}/NEW_KEY", {"value": VALUE}, {"alice": 201, "dave": 201, "bob": 403, "charlie": 404, "anon": 401}),
-    ("put", f"{SECRETS}/SET_KEY", {"value": VALUE}, {"alice": 200, "dave": 200, "bob": 403, "charlie": 404, "anon": 401}),
+    ("put", f"{SECRETS}/NEW_KEY", {"value": VALUE},
+     {"alice": 201, "dave": 201, "bob": 403, "charlie": 404, "anon": 401}),
+    ("put", f"{SECRETS}/SET_KEY", {"value": VALUE},
+     {"alice": 200, "dave": 200, "bob": 403, "charlie": 404, "anon": 401}),
     ("delete", f"{SECRETS}/SET_KEY", None, {"alice": 204, "dave": 204, "bob": 403, "charlie": 404, "anon": 401}),
     ("get", "/api/v1/tenants/acme/ai", None, {"alice": 200, "dave": 200, "bob": 200, "charlie": 404, "anon": 401}),
     ("put", "/api/v1/tenants/acme/ai", {"base_url": "https://api.example/v1", "model": "m"},

@@ -20,16 +20,8 @@ import pytest
 from django.db import connection
 
 from runtime.definition.build import build_fields
-from runtime.jobs.calls import (
-    MAX_BODY_BYTES,
-    StepFailed,
-    ai_call,
-    check_output,
-    http_call,
-    output_instruction,
-    redact,
-    tenant_secrets,
-)
+from runtime.jobs.ai_output import check_output, output_instruction
+from runtime.jobs.calls import MAX_BODY_BYTES, StepFailed, ai_call, http_call, redact, tenant_secrets
 from tenants import ai as tenant_ai
 from tenants import secrets as tenant_secrets_service
 from tenants.models import AiUsage
@@ -101,6 +93,13 @@ def test_the_same_key_is_sent_on_every_attempt_so_the_receiver_can_deduplicate(r
     assert rx.count(KEY) == 3
 
 
+def test_header_values_may_be_any_text(rx):
+    call(rx.url, headers={"X-Name": "Zoë", "X-Count": 3, "X-Flag": True, "X-None": None})
+    got = rx.requests[0].headers
+    assert got["x-name"].encode("latin-1").decode("utf-8") == "Zoë"
+    assert (got["x-count"], got["x-flag"]) == ("3", "true") and "x-none" not in got
+
+
 def test_a_header_value_with_a_line_break_is_refused_without_showing_it(rx):
     with pytest.raises(StepFailed) as failed:
         call(rx.url, headers={"Authorization": f"Bearer {SECRET}\r\nX-Evil: 1"}, secrets=[SECRET])
@@ -108,7 +107,7 @@ def test_a_header_value_with_a_line_break_is_refused_without_showing_it(rx):
     assert not leaks(failed.value) and rx.requests == []
 
 
-@pytest.mark.parametrize("url", ["ftp://example.com/file", "file:///etc/passwd", "javascript:alert(1)", "", "/relative"])
+@pytest.mark.parametrize("url", ["ftp://example.com/f", "file:///etc/passwd", "javascript:alert(1)", "", "/relative"])
 def test_only_http_and_https_urls_are_called(url):
     with pytest.raises(StepFailed) as failed:
         call(url)
@@ -453,7 +452,8 @@ def test_an_unset_key_secret_refuses(acme, alice, openai):
 
 
 def test_a_refused_key_fails_for_good_and_never_shows_the_key(configured, openai, alice):
-    tenant_secrets_service.secret_set(tenant=configured, name="AI_API_KEY", value="sk-wrong-key-123", actor=Actor(alice))
+    tenant_secrets_service.secret_set(tenant=configured, name="AI_API_KEY", value="sk-wrong-key-123",
+                                      actor=Actor(alice))
     with pytest.raises(StepFailed) as failed:
         ask(configured)
     assert failed.value.retryable is False

@@ -218,3 +218,24 @@ def test_a_workflow_that_fails_for_good_runs_its_compensations(notes):
     assert [s[:2] for s in steps(notes, "undo")] == [
         ("/workflows/undo/steps/0", "done"), ("/workflows/undo/steps/1", "failed"),
         ("/workflows/undo/steps/0/compensate/0", "done")]
+
+
+def test_a_retried_dead_run_resumes_at_its_failed_step_without_redoing_data(notes):
+    from runtime.jobs import control
+    from tenants.services import ServiceError
+
+    note = notes.sql("INSERT INTO \"Note\" (title) VALUES ('x') RETURNING id::text")[0][0]
+    run_id = enqueue(notes, "flaky", note=note)
+    drain()
+    assert runs(notes)[0][1] == "dead"
+    notes.sql('UPDATE "Note" SET touched = 99')         # now the assert will hold
+    control.retry_run(notes.tenant.id, run_id)
+    drain()
+    assert runs(notes)[0][1] == "succeeded"
+    assert notes.sql('SELECT touched FROM "Note"') == [(99,)]     # step 0 was not run again
+    # a workflow whose compensations ran cannot resume
+    undo = enqueue(notes, "undo", title="t")
+    drain()
+    with pytest.raises(ServiceError) as refused:
+        control.retry_run(notes.tenant.id, undo)
+    assert refused.value.code == "run_compensated"
