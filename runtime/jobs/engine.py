@@ -260,16 +260,16 @@ def _fenced(conn, run: Run, query: str, **params) -> None:
 
 def _record_step(conn, run: Run, key: str, kind: str, state: str, *, result: Any = None, detail: Any = None,
                  error: str | None = None, fenced: bool = False, next_step: str | None = None,
-                 complete: bool = False) -> None:
+                 complete: bool = False, outcome: Any = None) -> None:
     """A step row; for `done` rows the run's checkpoint too (fenced by the lease)."""
     params = {"id": run.id, "token": run.token, "key": key, "kind": kind, "attempt": run.attempt, "state": state,
               "detail": _json(detail), "result": _json(result), "error": error, "next": next_step,
-              "lease": lease_seconds()}
+              "lease": lease_seconds(), "outcome": _json(outcome)}
     if state == "done":
         run_update = (
             "UPDATE plinth_jobs.runs SET next_step = %(next)s, attempt = 1, "
             "since = pg_current_snapshot(), updated_at = now(), "
-            + ("state = 'succeeded', finished_at = now(), lease_until = NULL, leased_by = NULL "
+            + ("state = 'succeeded', result = %(outcome)s::jsonb, finished_at = now(), lease_until = NULL, leased_by = NULL "
                if complete else "lease_until = now() + make_interval(secs => %(lease)s) ")
             + "WHERE id = %(id)s AND leased_by = %(token)s AND state = 'running' RETURNING id, tenant_id")
     else:
@@ -376,11 +376,18 @@ class Execution:
             return env
         return {**env, **(recorded.get("bind") or {})} if isinstance(recorded, dict) else env
 
+    @staticmethod
+    def outcome(env: Mapping[str, Any], recorded: Any) -> dict:
+        """A finished run's result: the names its top-level steps bound."""
+        bound = recorded.get("bind") if isinstance(recorded, dict) else None
+        return jsonable({**env, **(bound or {})})
+
     def complete(self) -> None:
         with tenant_transaction(self.run.tenant_id) as conn:
-            _fenced(conn, self.run, "UPDATE plinth_jobs.runs SET state = 'succeeded', finished_at = now(), "
+            _fenced(conn, self.run, "UPDATE plinth_jobs.runs SET state = 'succeeded', result = %(outcome)s::jsonb, "
+                    "finished_at = now(), "
                     "lease_until = NULL, leased_by = NULL, next_step = NULL, updated_at = now() "
-                    "WHERE id = %(id)s AND leased_by = %(token)s AND state = 'running'")
+                    "WHERE id = %(id)s AND leased_by = %(token)s AND state = 'running'", outcome=_json(self.env))
 
     # performing -------------------------------------------------------------------------
 
@@ -429,7 +436,8 @@ class Execution:
                 bind = {k: jsonable(v) for k, v in after.items() if k not in env or after[k] is not env[k]}
                 recorded = {"bind": bind} if bind else {}
             runner.session.finish()
-            _record_step(conn, self.run, key, step.kind, "done", result=recorded, next_step=following, complete=last)
+            _record_step(conn, self.run, key, step.kind, "done", result=recorded, next_step=following, complete=last,
+                         outcome=self.outcome(env, recorded) if last else None)
         runner.session.outbox.wake()
         self._mark(key, recorded)
         return recorded
@@ -502,7 +510,7 @@ class Execution:
         recorded = {"bind": {step.as_name: result}} if step.as_name else {}
         with tenant_transaction(self.run.tenant_id) as conn:
             _record_step(conn, self.run, key, step.kind, "done", result=recorded, detail=detail, next_step=following,
-                         complete=last)
+                         complete=last, outcome=self.outcome(env, recorded) if last else None)
         self._mark(key, recorded)
         return recorded
 
@@ -544,7 +552,8 @@ class Execution:
                 value = found[1]
                 recorded = {"bind": {step.as_name: value}} if step.as_name else {}
                 _record_step(conn, self.run, key, "wait", "done", result=recorded,
-                             detail={"event": event_name, "outcome": found[0]}, next_step=following, complete=last)
+                             detail={"event": event_name, "outcome": found[0]}, next_step=following, complete=last,
+                             outcome=self.outcome(env, recorded) if last else None)
                 self._mark(key, recorded)
                 return recorded
             if parked:

@@ -187,6 +187,9 @@ def test_a_wait_resumes_on_the_matching_event_only(notes):
     drain()
     assert runs(notes)[0][1] == "succeeded"
     assert notes.sql('SELECT title, done FROM "Note" WHERE id = %s', [note]) == [("tea", True)]
+    # the run's result: what its steps bound (the wait bound the matching row)
+    result = notes.sql("SELECT result FROM plinth_jobs.runs")[0][0]
+    assert result["again"]["title"] == "tea again"
 
 
 def test_an_event_committed_before_the_run_parks_still_counts(notes):
