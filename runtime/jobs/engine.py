@@ -66,6 +66,7 @@ def lease_seconds() -> float:
 DEFAULT_CALL_TIMEOUT = 30.0   # http and ai steps without a timeout of their own
 MAX_BACKOFF = 3600.0
 DRAIN = 50                    # runs one wake-up may take in a row while more are due
+CLAIM_BATCH = 4               # due runs taken by one claim
 ERROR_LIMIT = 2000
 
 
@@ -124,7 +125,7 @@ WITH target AS ({select})
 UPDATE plinth_jobs.runs r SET state = 'running',
     attempt = CASE WHEN target.state IN ('sleeping', 'waiting') THEN r.attempt ELSE r.attempt + 1 END,
     takeovers = r.takeovers + CASE WHEN target.state = 'running' THEN 1 ELSE 0 END,
-    lease_until = now() + make_interval(secs => %(lease)s), leased_by = %(token)s,
+    lease_until = now() + make_interval(secs => %(lease)s), leased_by = %(token)s || ':' || r.id,
     started_at = coalesce(r.started_at, now()), woken_at = NULL, updated_at = now()
 FROM target WHERE r.id = target.id
 RETURNING r.id::text, r.tenant_id, r.kind, r.name, r.input, r.attempt, target.state, r.error, target.fresh,
@@ -136,21 +137,24 @@ _TARGET = "SELECT id, state, started_at IS NULL AS fresh FROM plinth_jobs.runs"
 _CLAIM_ONE = _CLAIM.format(select=f"{_TARGET} WHERE id = %(id)s AND {_DUE} FOR UPDATE SKIP LOCKED")
 _CLAIM_DUE = _CLAIM.format(select=(
     f"{_TARGET} WHERE state IN ('queued', 'retrying', 'sleeping', 'waiting') "
-    "AND due_at <= now() ORDER BY due_at LIMIT 1 FOR UPDATE SKIP LOCKED"))
+    "AND due_at <= now() ORDER BY due_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED"))
 _CLAIM_LOST = _CLAIM.format(select=(
     f"{_TARGET} WHERE state = 'running' AND lease_until < now() ORDER BY lease_until LIMIT 1 FOR UPDATE SKIP LOCKED"))
 
 
-def _claim(query: str, run_id: str | None = None) -> Run | None:
-    # host:pid of this process (not of the parent a pool process was forked from)
-    token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+def _claim(query: str, run_id: str | None = None, limit: int = 1) -> list[Run]:
+    # host:pid of this process (not of the parent a pool process was forked from); one
+    # token per claimed run
+    prefix = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     with connection.cursor() as cur:
-        cur.execute(query, {"id": run_id, "lease": lease_seconds(), "token": token})
-        row = cur.fetchone()
-    if row is None:
-        return None
-    run_input = row[4] if isinstance(row[4], dict) else json.loads(row[4] or "{}")
-    return Run(row[0], row[1], row[2], row[3], run_input, row[5], row[6], row[7], token, row[9], fresh=row[8])
+        cur.execute(query, {"id": run_id, "lease": lease_seconds(), "token": prefix, "limit": limit})
+        rows = cur.fetchall()
+    runs = []
+    for row in rows:
+        run_input = row[4] if isinstance(row[4], dict) else json.loads(row[4] or "{}")
+        runs.append(Run(row[0], row[1], row[2], row[3], run_input, row[5], row[6], row[7], f"{prefix}:{row[0]}",
+                        row[9], fresh=row[8]))
+    return runs
 
 
 def work(run_id: str | None = None) -> int:
@@ -161,16 +165,18 @@ def work(run_id: str | None = None) -> int:
             uuid.UUID(str(run_id))
         except ValueError:
             return 0
-        run = _claim(_CLAIM_ONE, str(run_id))
-        if run is not None:
+        for run in _claim(_CLAIM_ONE, str(run_id)):
             execute(run)
             done += 1
     while done < DRAIN:
-        run = _claim(_CLAIM_DUE) or _claim(_CLAIM_LOST)
-        if run is None:
+        # a few due runs per claim (one round trip and commit for them all), kept small so
+        # that their leases do not run out while they wait their turn here
+        runs = _claim(_CLAIM_DUE, limit=CLAIM_BATCH) or _claim(_CLAIM_LOST)
+        if not runs:
             break
-        execute(run)
-        done += 1
+        for run in runs:
+            execute(run)
+            done += 1
     return done
 
 
