@@ -153,6 +153,7 @@ def http_call(
 
 
 def _call(method, url, headers, body, timeout, idempotency_key, secrets, max_body) -> dict:
+    secrets = [v for v in secrets if v]
     pattern = _needles(secrets)
     method = (method or "GET").upper()
     timeout = float(timeout) if timeout and timeout > 0 else DEFAULT_TIMEOUT
@@ -188,8 +189,11 @@ def _call(method, url, headers, body, timeout, idempotency_key, secrets, max_bod
 
     kept = {k.lower(): v for k, v in answer_headers.items() if k.lower() in SAFE_HEADERS}
     answer_body = _parse_body(raw, truncated, encoding, answer_headers.get("content-type", ""))
+    if truncated and isinstance(answer_body, str) and secrets:
+        # the cut may have gone through a secret, which the scrub below cannot recognise
+        answer_body = answer_body[: max(0, len(answer_body) - 3 * max(len(v) for v in secrets))] + "…"
     if status >= 400:
-        detail = {"status": status, "body": _preview(answer_body)}
+        detail = {"status": status, "body": _preview(answer_body, pattern)}
         retry_after = _retry_after(answer_headers.get("retry-after"))
         if retry_after is not None:
             detail["retry_after"] = retry_after
@@ -265,18 +269,27 @@ def _parse_body(raw: bytes, truncated: bool, encoding: str, content_type: str) -
         text = raw.decode(encoding, errors="replace")
     except LookupError:  # a charset Python does not know
         text = raw.decode("utf-8", errors="replace")
-    if not truncated and "json" in content_type.lower():
+    # Postgres text and jsonb cannot hold NUL, and JSON has no NaN or Infinity: a body with
+    # them is kept with NUL replaced, as text
+    text = text.replace("\x00", "\ufffd")
+    if not truncated and "json" in content_type.lower() and "\\u0000" not in text:
         try:
-            return json.loads(text)
+            return json.loads(text, parse_constant=_no_constant)
         except ValueError:
             pass
     return text
 
 
-def _preview(body: Any) -> str | None:
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _preview(body: Any, pattern: re.Pattern | None = None) -> str | None:
+    """The start of a body for a failure's detail: secrets scrubbed from the whole text
+    first, so that a cut through one cannot leave part of it."""
     if body is None:
         return None
-    text = body if isinstance(body, str) else json.dumps(body, ensure_ascii=False)
+    text = _scrub(body if isinstance(body, str) else json.dumps(body, ensure_ascii=False), pattern)
     return text if len(text) <= PREVIEW_CHARS else text[:PREVIEW_CHARS] + "…"
 
 
@@ -371,7 +384,7 @@ def ai_call(
     if content is None:
         raise StepFailed(
             "The AI API's answer is not a chat completion with a text message.",
-            detail=_scrub({"body": _preview(completion), "tokens": tokens}, pattern),
+            detail=_scrub({"body": _preview(completion, pattern), "tokens": tokens}, pattern),
         )
     if not output:
         return content, tokens
@@ -379,7 +392,7 @@ def ai_call(
     if problems:
         raise StepFailed(
             _scrub("; ".join(problems), pattern),
-            detail=_scrub({"problems": problems, "answer": _preview(content), "tokens": tokens}, pattern),
+            detail=_scrub({"problems": problems, "answer": _preview(content, pattern), "tokens": tokens}, pattern),
         )
     return answer, tokens
 

@@ -167,10 +167,11 @@ def retry_run(tenant_id: str, run_id: object, *, actor=None) -> dict:
                 "run_not_retryable", f"Only a dead run can be retried; this one is {found['state']}.", status=409
             )
         with connection.cursor() as cur:
-            cur.execute("SELECT 1 FROM plinth_jobs.steps WHERE run_id = %s AND key LIKE %s AND state = 'done' LIMIT 1",
+            cur.execute("SELECT 1 FROM plinth_jobs.steps WHERE run_id = %s AND key LIKE %s LIMIT 1",
                         [run_uuid, "%/compensate/%"])
             if cur.fetchone():
-                # its completed steps were undone: resuming after them would build on nothing
+                # its completed steps were (or were being) undone: resuming after them would
+                # build on nothing
                 raise ServiceError(
                     "run_compensated", "This workflow's compensations ran, so it cannot resume; start a new run.",
                     status=409)

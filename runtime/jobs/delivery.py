@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping
 
+import psycopg
 import structlog
 from django.db import connection
 from psycopg import sql
@@ -49,7 +50,12 @@ def _holds(conn, backend: CompiledBackend, step: Step, env: Mapping[str, Any], r
         return True
     compiled = ExpressionCache.of(backend).get(match)
     params = compiled.bind(auth=None, input=run_input, bindings=env, event=payload)
-    row = conn.execute(sql.SQL("SELECT {}").format(compiled.sql), params).fetchone()
+    try:
+        with conn.transaction():      # a savepoint: an event the match cannot read is no match
+            row = conn.execute(sql.SQL("SELECT {}").format(compiled.sql), params).fetchone()
+    except psycopg.Error as exc:
+        log.info("jobs.match_failed", step=step.path, error=getattr(exc, "sqlstate", None))
+        return False
     return bool(row and row[0])
 
 
@@ -104,6 +110,9 @@ def deliver(event_id: int) -> int:
             spec = (backend.jobs if kind == "job" else backend.workflows).get(run_name)
             step = _steps_by_path(spec.steps).get(key.split("#", 1)[0]) if spec and key else None
             if step is None or step.kind != "wait":
+                # a push removed the workflow or moved its wait: let the engine settle the run
+                conn.execute("UPDATE plinth_jobs.runs SET due_at = now() WHERE id = %s", [run_id])
+                woken.append(run_id)
                 continue
             detail = detail if isinstance(detail, dict) else json.loads(detail or "{}")
             run_input = run_input if isinstance(run_input, dict) else json.loads(run_input or "{}")

@@ -37,6 +37,7 @@ import datetime
 import json
 import os
 import socket
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
@@ -116,6 +117,7 @@ class Run:
     token: str
     version: int | None
     fresh: bool = False           # never claimed before: no history to load
+    completed: bool = False
 
 
 # -- claiming -------------------------------------------------------------------------
@@ -166,18 +168,28 @@ def work(run_id: str | None = None) -> int:
         except ValueError:
             return 0
         for run in _claim(_CLAIM_ONE, str(run_id)):
-            execute(run)
+            _execute_guarded(run)
             done += 1
     while done < DRAIN:
         # a few due runs per claim (one round trip and commit for them all), kept small so
         # that their leases do not run out while they wait their turn here
+        claimed_at = time.monotonic()
         runs = _claim(_CLAIM_DUE, limit=CLAIM_BATCH) or _claim(_CLAIM_LOST)
         if not runs:
             break
         for run in runs:
-            execute(run)
+            if time.monotonic() - claimed_at > lease_seconds() / 4 and not _renew(run):
+                continue          # its lease ran out while it waited its turn: another worker has it
+            _execute_guarded(run)
             done += 1
     return done
+
+
+def _renew(run: Run) -> bool:
+    with connection.cursor() as cur:
+        cur.execute("UPDATE plinth_jobs.runs SET lease_until = now() + make_interval(secs => %s) "
+                    "WHERE id = %s AND leased_by = %s AND state = 'running'", [lease_seconds(), run.id, run.token])
+        return cur.rowcount == 1
 
 
 # -- running --------------------------------------------------------------------------
@@ -198,6 +210,7 @@ def execute(run: Run) -> None:
             return _finish_dead(run, run.error, compensated=True)
         if run.previous_state == "running" and run.attempt > attempts:
             message = f"The worker running it was lost {attempts} time(s) (its lease expired)."
+            execution.replay_only()          # the bindings its compensations need
             return _fail_for_good(run, execution, message)
         execution.go()
         log_.info("jobs.run_succeeded")
@@ -207,9 +220,30 @@ def execute(run: Run) -> None:
         log_.warning("jobs.lease_lost")
     except StepFailure as failure:
         log_.info("jobs.step_failed", step=failure.key, error=failure.message)
-        _failed(run, execution, failure, attempts)
+        try:
+            _failed(run, execution, failure, attempts)
+        except LeaseLost:             # cancelled, or taken over, meanwhile: not ours to record
+            log_.warning("jobs.lease_lost")
     except _Missing as missing:
         _finish_dead(run, str(missing))
+
+
+def _execute_guarded(run: Run) -> None:
+    """`execute`, and whatever it did not foresee is a failed attempt, not a dead worker
+    task that strands the run (and the rest of its claim) until the lease expires. The
+    exception's text is not recorded: it may hold a secret."""
+    try:
+        execute(run)
+    except Exception as exc:
+        log.exception("jobs.internal_error", run_id=run.id, tenant_id=run.tenant_id, error=type(exc).__name__)
+        try:
+            with tenant_transaction(run.tenant_id) as conn:
+                _fenced(conn, run, "UPDATE plinth_jobs.runs SET state = 'retrying', lease_until = NULL, leased_by = NULL, "
+                        "due_at = now() + interval '5 seconds', error = %(error)s, updated_at = now() "
+                        "WHERE id = %(id)s AND leased_by = %(token)s AND state = 'running'",
+                        error=f"An internal error stopped the run ({type(exc).__name__}); it will be tried again.")
+        except Exception:
+            pass    # the lease expires and the sweeper hands the run on
 
 
 class _Missing(Exception):
@@ -290,6 +324,7 @@ def _record_step(conn, run: Run, key: str, kind: str, state: str, *, result: Any
         raise LeaseLost(run.id)
     if state == "done":
         run.attempt = 1     # attempts count per step
+        run.completed = complete
 
 
 def _json(value: Any) -> str | None:
@@ -313,6 +348,8 @@ class Execution:
     order: list[str] = field(default_factory=list)            # done keys in the order they finished
     env: dict[str, Any] = field(default_factory=dict)
     replaying: bool = False
+    completed: bool = False
+    env_at: dict[str, dict] = field(default_factory=dict)    # key -> the bindings after it (with its loop's)
     _secrets: dict[str, str] | None = None
 
     def __post_init__(self):
@@ -339,7 +376,9 @@ class Execution:
     # walking ----------------------------------------------------------------------------
 
     def go(self) -> None:
-        self.block(self.spec.steps, {}, "", top=True)
+        env = self.block(self.spec.steps, {}, "", top=True)
+        if not (self.completed or self.run.completed):     # the last step was done before this claim (a delivered wait), or was if/for_each
+            self.complete(env)
 
     def replay_only(self) -> None:
         self.replaying = True
@@ -370,17 +409,15 @@ class Execution:
         if kind == "if":
             branch = step.args.get("then", ()) if recorded.get("value") else step.args.get("else", ())
             self.block(branch, dict(env), suffix)
-            if last and not self.replaying:
-                self.complete()
             return env
         if kind == "for_each":
             for i, item in enumerate(recorded.get("value") or ()):
                 inner = {**env, step.as_name: item} if step.as_name else dict(env)
                 self.block(step.args.get("do", ()), inner, f"{suffix}#{i}")
-            if last and not self.replaying:
-                self.complete()
             return env
-        return {**env, **(recorded.get("bind") or {})} if isinstance(recorded, dict) else env
+        after = {**env, **(recorded.get("bind") or {})} if isinstance(recorded, dict) else env
+        self.env_at[key] = after      # what its compensations see
+        return after
 
     @staticmethod
     def outcome(env: Mapping[str, Any], recorded: Any) -> dict:
@@ -388,12 +425,13 @@ class Execution:
         bound = recorded.get("bind") if isinstance(recorded, dict) else None
         return jsonable({**env, **(bound or {})})
 
-    def complete(self) -> None:
+    def complete(self, env: Mapping[str, Any]) -> None:
+        self.completed = True
         with tenant_transaction(self.run.tenant_id) as conn:
             _fenced(conn, self.run, "UPDATE plinth_jobs.runs SET state = 'succeeded', result = %(outcome)s::jsonb, "
                     "finished_at = now(), "
                     "lease_until = NULL, leased_by = NULL, next_step = NULL, updated_at = now() "
-                    "WHERE id = %(id)s AND leased_by = %(token)s AND state = 'running'", outcome=_json(self.env))
+                    "WHERE id = %(id)s AND leased_by = %(token)s AND state = 'running'", outcome=_json(env))
 
     # performing -------------------------------------------------------------------------
 
@@ -405,7 +443,7 @@ class Execution:
             if kind in ("http", "ai"):
                 return self.call_step(step, key, env, last=last, following=following)
             if kind == "sleep":
-                return self.sleep_step(step, key, last=last, following=following)
+                return self.sleep_step(step, key, env, last=last, following=following)
             if kind == "wait":
                 return self.wait_step(step, key, env, last=last, following=following)
         except (Parked, LeaseLost, StepFailure):
@@ -418,6 +456,9 @@ class Execution:
 
             answer = from_postgres(exc)
             raise StepFailure(key, kind, answer.message, detail={"code": answer.code}) from exc
+        except Exception as exc:      # its text may hold a secret: the type only
+            log.exception("jobs.step_internal_error", run_id=self.run.id, step=key)
+            raise StepFailure(key, kind, f"An internal error stopped the step ({type(exc).__name__}).") from exc
         raise StepFailure(key, kind, f"The step '{kind}' cannot run here.", retryable=False)
 
     def _runner(self, conn, env: Mapping[str, Any]) -> StepRunner:
@@ -482,7 +523,7 @@ class Execution:
             # the lease must outlast the call
             _fenced(conn, self.run, "UPDATE plinth_jobs.runs SET lease_until = now() + make_interval(secs => %(lease)s), "
                     "next_step = %(key)s, updated_at = now() WHERE id = %(id)s AND leased_by = %(token)s AND state = 'running'",
-                    lease=lease_seconds() + timeout, key=key)
+                    lease=lease_seconds() + 4 * timeout, key=key)
 
         def build(node):
             # values as Postgres gave them: http_call sends decimals as JSON numbers
@@ -508,7 +549,7 @@ class Execution:
                                                prompt=str(built.get("prompt") or ""), model=built.get("model"),
                                                output=spec.get("output"), timeout=timeout,
                                                idempotency_key=idempotency_key)
-                result, detail = output, {"model": built.get("model"), "tokens": tokens}
+                result, detail = output, calls.redact({"model": built.get("model"), "tokens": tokens}, used)
         except calls.StepFailed as failed:
             raise StepFailure(key, step.kind, calls.redact(failed.message, used), retryable=failed.retryable,
                               detail=calls.redact(failed.detail, used)) from failed
@@ -528,14 +569,14 @@ class Execution:
         detail = {k: v for k, v in detail.items() if k != "_params"}
         _record_step(conn, self.run, key, kind, "parked", detail=detail)
 
-    def sleep_step(self, step: Step, key: str, *, last: bool, following: str | None) -> dict:
+    def sleep_step(self, step: Step, key: str, env: dict[str, Any], *, last: bool, following: str | None) -> dict:
         with tenant_transaction(self.run.tenant_id) as conn:
             now = conn.execute("SELECT now()").fetchone()[0]
             until = self.parked.get(key, {}).get("until")
             until_at = datetime.datetime.fromisoformat(until) if until else now + datetime.timedelta(seconds=float(step.target))
             if until and now >= until_at:
                 _record_step(conn, self.run, key, "sleep", "done", result={}, detail={"until": until},
-                             next_step=following, complete=last)
+                             next_step=following, complete=last, outcome=self.outcome(env, {}) if last else None)
                 self._mark(key, {})
                 return {}
             self._park(conn, key, "sleep", "sleeping", "%(until)s",
@@ -567,7 +608,7 @@ class Execution:
             else:
                 timeout_at = (now + datetime.timedelta(seconds=float(spec["timeout"]))).isoformat() \
                     if spec.get("timeout") is not None else None
-            self._park(conn, key, "wait", "waiting", "coalesce(%(timeout_at)s::timestamptz, 'infinity')",
+            self._park(conn, key, "wait", "waiting", "%(timeout_at)s::timestamptz",
                        {"event": event_name, "timeout_at": timeout_at, "env": jsonable(env),
                         "_params": {"timeout_at": timeout_at}}, wait_event=event_name)
         raise Parked()
@@ -579,28 +620,22 @@ class Execution:
                    and self.steps_by_path[k.split("#", 1)[0]].args.get("compensate") for k in self.order)
 
     def compensate(self) -> None:
-        """The compensate blocks of completed steps, latest first. Each of their steps is
-        checkpointed like any other (a crash resumes here); one that fails is recorded and
-        the others still run."""
+        """The compensate blocks of completed steps, latest first, each with the bindings
+        its step saw (its loop variable and its own `as` included). Their steps are walked
+        and checkpointed like any other (a crash resumes here); one that fails is recorded
+        and the other blocks still run."""
         for key in reversed(list(self.order)):
             path, _, rest = key.partition("#")
             step = self.steps_by_path.get(path)
             if step is None or not step.args.get("compensate"):
                 continue
             suffix = "#" + rest if rest else ""
-            env = dict(self.env)
-            for index, undo in enumerate(step.args["compensate"]):
-                undo_key = undo.path + suffix
-                if undo_key in self.done:
-                    continue
-                try:
-                    self.perform(undo, undo_key, env, last=False, following=None)
-                except StepFailure as failure:
-                    with tenant_transaction(self.run.tenant_id) as conn:
-                        _record_step(conn, self.run, failure.key, failure.kind, "failed", detail=failure.detail,
-                                     error=("compensation failed: " + failure.message)[:ERROR_LIMIT], fenced=True)
-                except Parked:
-                    raise StepFailure(undo_key, undo.kind, "sleep and wait cannot run in compensate.", retryable=False)
+            try:
+                self.block(step.args["compensate"], dict(self.env_at.get(key, self.env)), suffix)
+            except StepFailure as failure:
+                with tenant_transaction(self.run.tenant_id) as conn:
+                    _record_step(conn, self.run, failure.key, failure.kind, "failed", detail=failure.detail,
+                                 error=("compensation failed: " + failure.message)[:ERROR_LIMIT], fenced=True)
 
 
 def _steps_by_path(steps: tuple[Step, ...]) -> dict[str, Step]:

@@ -33,10 +33,17 @@ def _now(cur) -> datetime.datetime:
 
 
 def sync_schedules(tenant_id: str, definition: Definition | None) -> None:
-    """Make the tenant's schedule rows match the definition (inside the push's transaction)."""
+    """Make the tenant's schedule rows match the definition (inside the push's transaction),
+    and make the unfinished runs of jobs and workflows it no longer has due now, so that a
+    worker ends them (`dead`) instead of leaving them parked for good."""
     wanted = {name: job.schedule for name, job in (definition.jobs if definition else {}).items() if job.schedule}
     with connection.cursor() as cur:
         now = _now(cur)
+        cur.execute(
+            "UPDATE plinth_jobs.runs SET due_at = now() WHERE tenant_id = %s "
+            "AND state IN ('queued', 'retrying', 'sleeping', 'waiting') "
+            "AND NOT ((kind = 'job' AND name = ANY(%s)) OR (kind = 'workflow' AND name = ANY(%s)))",
+            [tenant_id, list(definition.jobs if definition else ()), list(definition.workflows if definition else ())])
         cur.execute("DELETE FROM plinth_jobs.schedules WHERE tenant_id = %s AND NOT (job = ANY(%s))",
                     [tenant_id, list(wanted)])
         for job, cron in wanted.items():

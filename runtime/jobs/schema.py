@@ -44,7 +44,8 @@ CREATE = [
     # claims of this run after its worker was lost (its lease expired)
     " takeovers integer NOT NULL DEFAULT 0,"
     " next_step text,"
-    " due_at timestamptz NOT NULL DEFAULT now(),"
+    # when it may run next; NULL: not until something happens (a wait without a timeout)
+    " due_at timestamptz DEFAULT now(),"
     " lease_until timestamptz,"
     " leased_by text,"
     " woken_at timestamptz,"

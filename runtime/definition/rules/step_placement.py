@@ -3,7 +3,7 @@
 Actions and transitions run inside one database transaction, so they cannot call out
 (`http`, `ai`) or park (`sleep`, `wait`). Jobs may call out but not park; only workflows
 checkpoint, so only they can sleep, wait and compensate. A compensation cannot itself be
-compensated.
+compensated, and does not park: it runs when the workflow has already failed for good.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from ..walk import step_sites
 
 CODES = {
     "step.not_allowed_here": "A step kind used where it cannot run: http and ai outside jobs and "
-                             "workflows; sleep, wait and compensate outside workflows; compensate "
-                             "inside a compensation.",
+                             "workflows; sleep, wait and compensate outside workflows; compensate, "
+                             "sleep or wait inside a compensation.",
 }
 
 ALLOWED_IN = {
@@ -36,6 +36,9 @@ def check(d: Definition) -> Iterator[DefinitionError]:
             places = " and ".join(f"{kind}s" for kind in allowed)
             yield DefinitionError("step.not_allowed_here", step.path + pointer(step.kind),
                                   f"'{step.kind}' steps run only in {places}; '{site.owner}' is {owner}.")
+        if site.in_compensate and step.kind in ("sleep", "wait"):
+            yield DefinitionError("step.not_allowed_here", step.path + pointer(step.kind),
+                                  f"A compensation cannot '{step.kind}': it runs after the workflow failed for good.")
         if "compensate" in step.args:
             if site.owner_kind != "workflow":
                 yield DefinitionError("step.not_allowed_here", f"{step.path}/compensate",

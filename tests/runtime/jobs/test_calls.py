@@ -561,3 +561,18 @@ def test_the_instruction_describes_every_field():
         '- "tag" (optional): one of "x", "y"',
         "Use null for an optional key you cannot fill.",
     ]
+
+
+def test_a_secret_cut_by_the_preview_leaves_no_part_of_it(rx):
+    secret = "sk-live-abcdef0123456789"
+    rx.on(path="/cut", status=400, body="x" * 1990 + secret + "y" * 100, headers={"Content-Type": "text/plain"})
+    with pytest.raises(StepFailed) as failed:
+        http_call(method="GET", url=f"{rx.url}/cut", headers={}, body=None, timeout=5, idempotency_key="k",
+                  secrets=[secret])
+    assert secret[:6] not in json.dumps(failed.value.detail) and "[secret]" in failed.value.detail["body"]
+
+
+def test_an_answer_with_nan_is_kept_as_text(rx):
+    rx.on(path="/nan", body="{\"x\": NaN}", headers={"Content-Type": "application/json"})
+    answer = http_call(method="GET", url=f"{rx.url}/nan", headers={}, body=None, timeout=5, idempotency_key="k")
+    assert answer["body"] == "{\"x\": NaN}"
