@@ -11,16 +11,29 @@ the tenant's role, search path and caller claims, in a single round trip:
 `set_config(..., true)` is `SET LOCAL`: it ends with the transaction, so nothing leaks to
 the next user of a pooled connection (the django-tenants lesson, STYLE.md). Postgres then
 enforces the boundary: this role can read its own schema and nothing else.
+
+Round trips and messages: each one costs the web process (a send, a wait, a receive, and
+the GIL handed to another thread and taken back) and Postgres more CPU than a small
+statement takes to run. So pooled connections are in autocommit mode and a transaction is
+begun by hand: `BEGIN` and the switch are one simple-query message (values bound
+client-side, as Django binds every query), one round trip. `tenant_statement` runs a
+read in ONE message: the switch and the statement, which Postgres runs as one implicit
+transaction (a multi-statement message is one transaction); the statement itself is
+prepared once per connection (`PREPARE`, then `EXECUTE`), so Postgres does not plan it on
+every request.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
+from collections import OrderedDict
 from contextlib import contextmanager
 from typing import Iterator
 
 import psycopg
+from psycopg import ClientCursor
 from django.conf import settings
 from django.db import connections
 from psycopg_pool import ConnectionPool
@@ -91,7 +104,9 @@ def runtime_pool() -> ConnectionPool:
                     max_size=int(getattr(settings, "RUNTIME_POOL_SIZE", 10)),
                     open=True,
                     name="plinth-runtime",
-                    kwargs={"autocommit": False},
+                    # transactions are begun by hand (`tenant_transaction`), in one round
+                    # trip with the role switch
+                    kwargs={"autocommit": True},
                 )
                 _pools[conninfo] = pool
     return pool
@@ -104,11 +119,162 @@ def close_pools() -> None:
         _pools.clear()
 
 
+def _switch_params(tenant_id: str, claims: dict | None) -> tuple[str, str, str]:
+    schema = schema_name(tenant_id)
+    return schema, json.dumps(claims or {}, separators=(",", ":")), schema
+
+
+_BEGIN_SWITCH = "BEGIN; " + _SWITCH
+
+
 @contextmanager
 def tenant_transaction(tenant_id: str, claims: dict | None = None) -> Iterator[psycopg.Connection]:
-    """One transaction under the tenant's role; commits on success, rolls back on error."""
-    schema = schema_name(tenant_id)
+    """One transaction under the tenant's role; commits on success, rolls back on error.
+
+    `BEGIN` and the switch are one message. Callers must not commit or roll back
+    themselves (savepoints, `conn.transaction()`, are fine)."""
+    params = _switch_params(tenant_id, claims)
     with runtime_pool().connection() as conn:
-        with conn.transaction():
-            conn.execute(_SWITCH, (schema, json.dumps(claims or {}, separators=(",", ":")), schema))
+        try:
+            ClientCursor(conn).execute(_BEGIN_SWITCH, params, prepare=False)
             yield conn
+        except BaseException:
+            _rollback(conn)
+            raise
+        conn.commit()
+
+
+def _rollback(conn: psycopg.Connection) -> None:
+    """Roll back, never hiding the exception that led here: a broken connection is the
+    pool's to discard."""
+    try:
+        conn.rollback()
+    except psycopg.Error:
+        pass
+
+
+# One statement in one message ---------------------------------------------------------
+#
+# A pooled connection keeps the reads it has prepared (`PREPARE plinth_r<n>`), by SQL
+# text, least recently used first. The same text for another tenant is fine: Postgres
+# parses a prepared statement again when the search path differs from the one it was
+# planned under, and checks privileges as the current role on every execution. When the
+# connection lost one (psycopg deallocates all prepared statements after a rollback on
+# that connection), Postgres answers 26000: the list is brought in line with
+# `pg_prepared_statements` and the read sent again (a read that failed changed nothing).
+
+READS_PER_CONNECTION = 128
+_READ_PREFIX = "plinth_r"
+_PLACEHOLDER = re.compile(r"%(?:(%)|\(([^)]+)\)s)")
+_positional: dict[str, tuple[str, tuple[str, ...]] | None] = {}
+
+
+def _positional_form(query: str) -> tuple[str, tuple[str, ...]] | None:
+    """`query` with `$1, $2, ...` for its `%(name)s` placeholders (as `PREPARE` takes it,
+    `%` doubled for the client-side binding of the message), and the names in order.
+    None: the text cannot be prepared; it then runs with server-side binding."""
+    found = _positional.get(query, False)
+    if found is not False:
+        return found
+    names: list[str] = []
+
+    def number(match) -> str:
+        if match.group(1):
+            return "%%"
+        name = match.group(2)
+        if name not in names:
+            names.append(name)
+        return f"${names.index(name) + 1}"
+
+    text = _PLACEHOLDER.sub(number, query)
+    if len(_positional) > 4096:
+        _positional.clear()
+    result = _positional[query] = (text, tuple(names)) if "%" not in text.replace("%%", "") else None
+    return result
+
+
+def tenant_statement(tenant_id: str, claims: dict | None, query: str, params: dict) -> tuple | None:
+    """One statement in its own transaction under the tenant's role, in ONE message: the
+    switch and the statement, run by Postgres as one implicit transaction (committed at
+    its end, rolled back on an error; the switch's local settings end with it). The
+    statement's first row.
+
+    The statement is prepared without parameter types, so each `%(name)s` must have its
+    type fixed where it stands (`CAST(%(v)s AS uuid)`, `%(v)s::text`, a function's
+    argument), as every statement the data API builds has: a bare `SELECT %(n)s` would
+    answer text. A statement Postgres refuses to prepare (a type it cannot settle) runs
+    with server-side binding instead, from then on."""
+    switch = _switch_params(tenant_id, claims)
+    form = _positional_form(query)
+    with runtime_pool().connection() as conn:
+        if form is not None:
+            fresh = query not in _reads(conn)     # the message prepares it
+            try:
+                return _execute_prepared(conn, switch, query, form, params)
+            except psycopg.Error as exc:
+                state = getattr(exc, "sqlstate", None) or ""
+                if state == "26000":              # a prepared statement gone: resync, send again
+                    _resync(conn)
+                    return _execute_prepared(conn, switch, query, form, params)
+                if not state.startswith("42") or conn.closed:
+                    raise
+                if fresh:                         # was it prepared before the error?
+                    _resync(conn)
+                # a statement Postgres could not analyse as prepared (or that is wrong either
+                # way): with server-side binding, whose error, if any, is the one to answer
+                row = _execute_bound(conn, switch, query, params)
+                _positional[query] = None
+                return row
+        return _execute_bound(conn, switch, query, params)
+
+
+def _execute_bound(conn: psycopg.Connection, switch: tuple, query: str, params: dict):
+    with conn.pipeline():
+        conn.execute(_SWITCH, switch)
+        cursor = conn.execute(query, params)
+    return cursor.fetchone()
+
+
+def _execute_prepared(conn: psycopg.Connection, switch: tuple, query: str, form: tuple, params: dict):
+    reads = _reads(conn)
+    text, names = form
+    parts = []
+    name = reads.get(query)
+    if name is None:
+        if len(reads) >= READS_PER_CONNECTION:
+            _, old = reads.popitem(last=False)
+            parts.append(f"DEALLOCATE {old}")
+        conn._plinth_read_number = number = getattr(conn, "_plinth_read_number", 0) + 1
+        name = reads[query] = f"{_READ_PREFIX}{number}"
+        parts += [_SWITCH, f"PREPARE {name} AS {text}"]
+    else:
+        reads.move_to_end(query)
+        parts.append(_SWITCH)
+    parts.append(f"EXECUTE {name}({', '.join(['%s'] * len(names))})" if names else f"EXECUTE {name}")
+    cursor = ClientCursor(conn)
+    cursor.execute("; ".join(parts), [*switch, *(params[n] for n in names)], prepare=False)
+    while cursor.nextset():
+        pass
+    return cursor.fetchone()
+
+
+def _reads(conn: psycopg.Connection) -> OrderedDict:
+    reads = getattr(conn, "_plinth_reads", None)
+    if reads is None:
+        reads = conn._plinth_reads = OrderedDict()
+    return reads
+
+
+def _resync(conn: psycopg.Connection) -> None:
+    """The connection's list of prepared reads as Postgres has them; any Postgres has and the
+    list lacks is deallocated."""
+    reads = _reads(conn)
+    rows = conn.execute("SELECT name FROM pg_prepared_statements WHERE starts_with(name, %s)", [_READ_PREFIX],
+                        prepare=False).fetchall()
+    there = {name for (name,) in rows}
+    for query, name in list(reads.items()):
+        if name not in there:
+            del reads[query]
+    orphans = there - set(reads.values())
+    if orphans:
+        conn.execute("; ".join(f"DEALLOCATE {name}" for name in sorted(orphans)), prepare=False)

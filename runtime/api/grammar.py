@@ -655,6 +655,28 @@ def parse_query(method: str, items: list[tuple[str, str]], headers=None) -> ApiR
     )
 
 
+class MetaHeaders:
+    """Request headers read straight from the WSGI environ: `request.headers` parses every
+    header of the request into a mapping, where the grammar reads four.
+
+    >>> MetaHeaders({"HTTP_RANGE_UNIT": "items", "CONTENT_TYPE": "application/json"}).get("Range-Unit")
+    'items'
+    >>> MetaHeaders({"CONTENT_TYPE": "application/json"}).get("content-type")
+    'application/json'
+    """
+
+    __slots__ = ("meta",)
+
+    def __init__(self, meta):
+        self.meta = meta
+
+    def get(self, name: str, default=None):
+        key = name.upper().replace("-", "_")
+        if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            key = "HTTP_" + key
+        return self.meta.get(key, default)
+
+
 def parse_request(request) -> ApiRequest:
     """A Django request as an `ApiRequest`."""
     from django.core.exceptions import SuspiciousOperation
@@ -666,4 +688,4 @@ def parse_request(request) -> ApiRequest:
     for key, value in items:
         if "\x00" in key or "\x00" in value:
             raise bad_request("The query string contains a NUL character.")
-    return parse_query(request.method, items, request.headers)
+    return parse_query(request.method, items, MetaHeaders(request.META))

@@ -141,6 +141,38 @@ def _ids_param(ids: Iterable[Any]) -> list[str]:
     return sorted({str(i) for i in ids if i is not None and i is not DEFAULT})
 
 
+# Statements, rendered once ----------------------------------------------------------------
+#
+# Composing a statement with psycopg's `sql` module and rendering it costs more than a
+# small statement takes to run, so each is rendered once: per entity and shape (the key
+# holds the CompiledEntity, whose compiled rules the text contains), or per names only.
+
+_MAX_STATEMENTS = 4096
+_STATEMENTS: dict[tuple, tuple[Any, Any]] = {}
+
+
+def _statement(ent: CompiledEntity, shape: tuple, compose) -> str:
+    key = (id(ent),) + shape
+    found = _STATEMENTS.get(key)
+    if found is None or found[0] is not ent:     # (an id can be reused once its entity is gone)
+        if len(_STATEMENTS) >= _MAX_STATEMENTS:
+            _STATEMENTS.clear()
+        found = _STATEMENTS[key] = (ent, compose().as_string(None))
+    return found[1]
+
+
+_NAMED: dict[tuple, str] = {}
+
+
+def _named_statement(key: tuple, compose) -> str:
+    text = _NAMED.get(key)
+    if text is None:
+        if len(_NAMED) >= _MAX_STATEMENTS:
+            _NAMED.clear()
+        text = _NAMED[key] = compose().as_string(None)
+    return text
+
+
 # Errors ---------------------------------------------------------------------------------
 
 
@@ -207,13 +239,25 @@ class WriteSession:
         self._refuse_system(ent, rows, allow_id=True)
         self._refuse_initial_state(ent, rows)
         self._touch(entity, rows)                      # anchors the new values point at: lock first
+        operation = "create" if self.enforce_access else None
+        # One row: the access rule and the checks are answered by the INSERT itself when
+        # they read no rows of this entity (which the statement's own snapshot could not
+        # show them); see `_verify_in_insert`.
+        folded = len(rows) == 1 and self._verify_in_insert(ent, operation)
         stored: list[StoredRow] = []
+        verdicts = []
         for start in range(0, len(rows), BATCH):
             # the rows and their audit rows in one statement (see `_insert_sql`)
-            query, params = self._insert_sql(ent, rows[start:start + BATCH], missing_default)
-            stored += [StoredRow.parse(t) for (t,) in self.conn.execute(query, params).fetchall()]
-        ids = [row.id for row in stored]
-        self._verify(ent, "create" if self.enforce_access else None, ids)
+            query, params = self._insert_sql(ent, rows[start:start + BATCH], missing_default,
+                                             operation if folded else False)
+            for result in self.conn.execute(query, params).fetchall():
+                stored.append(StoredRow.parse(result[0]))
+                if folded:
+                    verdicts.append(result[1])
+        if folded:
+            self._verdicts(ent, operation, verdicts)
+        else:
+            self._verify(ent, operation, [row.id for row in stored])
         self._touch(entity, [row.data for row in stored])
         return self._record([Written(entity, "insert", None, row) for row in stored], audited=True)
 
@@ -363,7 +407,11 @@ class WriteSession:
         self._touch(ent.name, [row.data for row in after.values()])
         return self._record([Written(ent.name, "update", row, after[row.id]) for row in before if row.id in after])
 
-    def _insert_sql(self, ent: CompiledEntity, rows: Sequence[Mapping[str, Any]], missing_default: bool):
+    def _insert_sql(self, ent: CompiledEntity, rows: Sequence[Mapping[str, Any]], missing_default: bool,
+                    verify: str | None | bool = False):
+        """The INSERT of these rows and its parameters. `verify` (not False: the operation
+        whose rule applies, or None for the checks alone) adds each row's verdict (see
+        `_verify_in_insert`) as a second column."""
         columns = list(dict.fromkeys(k for row in rows for k in row)) or ["id"]
         params: dict[str, Any] = {}
         defaults = []       # per row, which cells are DEFAULT: with the columns, the shape
@@ -378,9 +426,19 @@ class WriteSession:
             defaults.append(tuple(mask))
         kind, actor = actor_of(self.caller)
         params.update({"_a_kind": kind, "_a_actor": actor, "_a_entity": ent.name})
-        return self._insert_composed(ent, columns, defaults), params
+        rule = None
+        if verify is not False:
+            rule = ent.access[verify] if verify is not None else None
+            if rule is not None:
+                params.update(rule.sql.bind(auth=self.auth))
+            for check in ent.checks:
+                params.update(check.rule.sql.bind(auth=self.auth))
+        query = _statement(ent, ("insert", tuple(columns), tuple(defaults), verify),
+                           lambda: self._insert_composed(ent, columns, defaults, verify, rule))
+        return query, params
 
-    def _insert_composed(self, ent: CompiledEntity, columns: list[str], defaults: list[tuple]) -> sql.Composable:
+    def _insert_composed(self, ent: CompiledEntity, columns: list[str], defaults: list[tuple],
+                         verify: str | None | bool = False, rule=None) -> sql.Composable:
         tuples = []
         for i, mask in enumerate(defaults):
             cells = []
@@ -391,19 +449,54 @@ class WriteSession:
                     cells.append(sql.SQL("CAST({} AS {})").format(
                         sql.Placeholder(f"v{i}_{j}"), sql.SQL(sql_type(ent.table.columns[name].type))))
             tuples.append(sql.SQL("({})").format(sql.SQL(", ").join(cells)))
+        verdict, answer = sql.SQL(""), sql.SQL("")
+        if verify is not False:
+            # NULL: the rule denies (the checks are then not evaluated), else each check's result
+            passes = sql.SQL("ARRAY[{}]::boolean[]").format(
+                sql.SQL(", ").join(check.rule.sql.sql for check in ent.checks))
+            if rule is not None:
+                passes = sql.SQL("CASE WHEN {} THEN {} END").format(rule.sql.sql, passes)
+            verdict = sql.SQL(", {} AS _verdict").format(passes)
+            answer = sql.SQL(", _ins._verdict")
         # The audit rows are written by the same statement, from the stored rows: `changed`
         # is what `Written.changed()` says of an insert (the non-null fields but the system
         # ones, in the row's key order), `after` the row as returned.
         return sql.SQL(
-            "WITH _ins AS (INSERT INTO {} AS {} ({}) VALUES {} RETURNING {} AS j), "
+            "WITH _ins AS (INSERT INTO {} AS {} ({}) VALUES {} RETURNING {} AS j{}), "
             "_aud AS (INSERT INTO _audit (actor_kind, actor_id, entity, row_id, operation, changed, before, after) "
             "SELECT %(_a_kind)s, %(_a_actor)s, %(_a_entity)s, (_ins.j ->> 'id')::uuid, 'insert', "
             "ARRAY(SELECT e.key FROM jsonb_each(_ins.j) WITH ORDINALITY AS e(key, value, n) "
             "WHERE e.value <> 'null'::jsonb AND e.key <> ALL({}) ORDER BY e.n), NULL, _ins.j FROM _ins) "
-            "SELECT _ins.j::text FROM _ins"
+            "SELECT _ins.j::text{} FROM _ins"
         ).format(
             sql.Identifier(ent.name), ALIAS, sql.SQL(", ").join(map(sql.Identifier, columns)),
-            sql.SQL(", ").join(tuples), ROW_JSONB, sql.Literal(list(SYSTEM_FIELDS)))
+            sql.SQL(", ").join(tuples), ROW_JSONB, verdict, sql.Literal(list(SYSTEM_FIELDS)), answer)
+
+    def _verify_in_insert(self, ent: CompiledEntity, operation: str | None) -> bool:
+        """Whether the INSERT itself can answer `_verify`'s question for its row: there is
+        something to verify, and neither the rule nor a check reads the entity's own table
+        (a subquery in RETURNING sees the rows as they were before the statement; other
+        tables it sees as a statement after it would, this statement changing none of
+        them but `_audit`, which no expression reads)."""
+        rule = ent.access.get(operation) if operation is not None else None
+        if rule is None and (operation is not None or not ent.checks):
+            return False      # nothing to verify, or a missing rule for `_verify` to refuse
+        key = (id(ent), "self-read", operation)
+        found = _STATEMENTS.get(key)
+        if found is None or found[0] is not ent:
+            exprs = ([rule.sql.sql] if rule is not None else []) + [c.rule.sql.sql for c in ent.checks]
+            table = sql.Identifier(ent.name).as_string(None)
+            found = _STATEMENTS[key] = (ent, not any(table in expr.as_string(None) for expr in exprs))
+        return found[1]
+
+    def _verdicts(self, ent: CompiledEntity, operation: str | None, verdicts: Sequence[Any]) -> None:
+        """`_verify`'s answers from the INSERT's verdicts: 403 if the rule denied a row, else
+        422 naming the first check a row breaks."""
+        if any(v is None for v in verdicts):
+            raise access_denied(ent.name, operation, ent.access[operation].path)  # type: ignore[index]
+        for verdict in verdicts:
+            if not all(verdict):
+                self._check_failed(ent, verdict)
 
     def _refuse_system(self, ent: CompiledEntity, rows: Iterable[Mapping[str, Any]], *, allow_id: bool) -> None:
         for row in rows:
@@ -458,7 +551,7 @@ class WriteSession:
             params.update(rule.sql.bind(auth=self.auth))
         for check in ent.checks:
             params.update(check.rule.sql.bind(auth=self.auth))
-        query = self._verify_composed(ent, rule)
+        query = _statement(ent, ("verify", operation), lambda: self._verify_composed(ent, rule))
         is_denied, row = self.conn.execute(query, params).fetchone()
         if is_denied:
             raise access_denied(ent.name, operation, rule.path)  # type: ignore[union-attr]
@@ -562,15 +655,17 @@ class WriteSession:
             if hop.direction == "up":
                 # FOR SHARE: a concurrent move of these rows (which locks them) waits for us,
                 # and we read the value it commits.
-                query = sql.SQL("SELECT {}::text FROM {} WHERE id = ANY(%(_ids)s::uuid[]) FOR SHARE").format(
-                    sql.Identifier(hop.field), sql.Identifier(hop.entity))
+                query = _named_statement(("up", hop.field, hop.entity), lambda: sql.SQL(
+                    "SELECT {}::text FROM {} WHERE id = ANY(%(_ids)s::uuid[]) FOR SHARE").format(
+                    sql.Identifier(hop.field), sql.Identifier(hop.entity)))
             else:
                 # Lock the referenced rows first: a concurrent insert pointing at them (its
                 # foreign key check takes KEY SHARE) then waits, so no anchor appears unseen.
                 target = self.backend.entities[hop.entity].table.columns[hop.field].fk.table
                 self._lock(target, ids)
-                query = sql.SQL("SELECT id::text FROM {} WHERE {} = ANY(%(_ids)s::uuid[])").format(
-                    sql.Identifier(hop.entity), sql.Identifier(hop.field))
+                query = _named_statement(("down", hop.field, hop.entity), lambda: sql.SQL(
+                    "SELECT id::text FROM {} WHERE {} = ANY(%(_ids)s::uuid[])").format(
+                    sql.Identifier(hop.entity), sql.Identifier(hop.field)))
             ids = {value for (value,) in self.conn.execute(query, {"_ids": sorted(ids)}).fetchall() if value}
         return ids
 
@@ -582,8 +677,9 @@ class WriteSession:
         fresh = [i for i in _ids_param(ids) if i not in locked]
         if fresh:
             self.conn.execute(
-                sql.SQL("SELECT 1 FROM {} WHERE id = ANY(%(_ids)s::uuid[]) ORDER BY id FOR UPDATE").format(
-                    sql.Identifier(entity)),
+                _named_statement(("lock", entity), lambda: sql.SQL(
+                    "SELECT 1 FROM {} WHERE id = ANY(%(_ids)s::uuid[]) ORDER BY id FOR UPDATE").format(
+                    sql.Identifier(entity))),
                 {"_ids": fresh},
             )
             locked.update(fresh)

@@ -26,15 +26,15 @@ and `read_sql`, and its PATCH/DELETE filters with `conditions_sql`.
 The SQL is built once per request *shape* (`split_values`: the request without its filter
 values and ranges) for each resource and kind of caller, and kept rendered
 (`PreparedRead`); a request then costs parsing, binding its values and the caller's rule
-parameters, and one round trip. Identical SQL text also lets psycopg prepare the statement
-on each pooled connection.
+parameters, and one round trip (`runtime.db.tenant_statement`: the role switch and the
+statement in one message, the statement prepared once per pooled connection).
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import psycopg
 from django.conf import settings
@@ -50,7 +50,7 @@ from runtime.api.request import (
 from runtime.api.resource import Relationship, Resource, resources_of
 from runtime.api.respond import read_response
 from runtime.compile.backend import ROW_ALIAS
-from runtime.db import tenant_transaction
+from runtime.db import tenant_statement
 from runtime.migrations.tables import SEARCH_COLUMN, SEARCH_CONFIG
 
 DEFAULT_MAX_ROWS = 1000      # Supabase's default `max_rows`: a list never answers more
@@ -122,12 +122,16 @@ class Level:
     where: list[sql.Composable] = field(default_factory=list)
     order: list[sql.Composable] = field(default_factory=list)
     range: Range = Range()
-    limit: sql.Composable | None = None       # placeholders of range, set by `bind_range`
+    limit: sql.Composable | None = None       # the range in SQL, set by `bind_range`
     offset: sql.Composable | None = None
 
     def bind_range(self, params: Params) -> None:
-        self.limit = params.add(self.range.limit) if self.range.limit is not None else None
-        self.offset = params.add(self.range.offset) if self.range.offset else None
+        """The limit is written into the SQL: with `LIMIT $1` Postgres could not plan a
+        prepared statement once (a generic plan guesses 10% of the rows), and planned it
+        again on every execution. An offset stays a parameter (`Slot`) in prepared reads."""
+        limit, offset = self.range.limit, self.range.offset
+        self.limit = None if limit is None else params.add(limit) if isinstance(limit, Slot) else sql.Literal(int(limit))
+        self.offset = params.add(offset) if offset else None
 
 
 @dataclass(frozen=True)
@@ -434,13 +438,15 @@ def split_values(api: ApiRequest, max_rows: int | None) -> tuple[ApiRequest, lis
 
     Requests of one shape plan to the same SQL, so the SQL is built once per shape and
     each request only binds its values. What decides the SQL stays in the shape: names,
-    operators, `is` keywords, search configurations, JSON keys, whether there is a limit
-    or an offset. The top level's limit is capped at `max_rows` here.
+    operators, `is` keywords, search configurations, JSON keys, limits (see
+    `Level.bind_range`), whether there is an offset. The top level's limit is capped at
+    `max_rows` here.
 
     >>> from runtime.api.grammar import parse_query
-    >>> shape, values = split_values(parse_query("GET", [("title", "like.*a*"), ("done", "is.true")]), 1000)
-    >>> shape.conditions[0][1].value, shape.conditions[1][1].value, values
-    (Slot(index=0), 'true', ['%a%', 1000])
+    >>> shape, values = split_values(parse_query("GET", [("title", "like.*a*"), ("done", "is.true"),
+    ...                                                 ("offset", "5")]), 1000)
+    >>> shape.conditions[0][1].value, shape.conditions[1][1].value, shape.ranges, values
+    (Slot(index=0), 'true', (((), Range(offset=Slot(index=1), limit=1000)),), ['%a%', 5])
     """
     values: list = []
 
@@ -450,20 +456,45 @@ def split_values(api: ApiRequest, max_rows: int | None) -> tuple[ApiRequest, lis
 
     def strip(cond: Condition) -> Condition:
         if isinstance(cond, Logic):
-            return replace(cond, children=tuple(strip(c) for c in cond.children))
+            return _replaced(cond, children=tuple(strip(c) for c in cond.children))
         if cond.op == "is":
             return cond
-        return replace(cond, value=slot(filter_value(cond)))
+        return _replaced(cond, value=slot(filter_value(cond)))
 
     conditions = tuple((path, strip(cond)) for path, cond in api.conditions)
     ranges = dict(api.ranges)
-    root = ranges.get((), Range())
+    root = ranges.get((), _NO_RANGE)
     if max_rows and (root.limit is None or root.limit > max_rows):
         ranges[()] = Range(root.offset, max_rows)
-    shaped = {path: Range(slot(r.offset) if r.offset else 0, slot(r.limit) if r.limit is not None else None)
-              for path, r in sorted(ranges.items())}
-    return replace(api, conditions=conditions, ranges=tuple(shaped.items()),
-                   preferences=Preferences(count=api.preferences.count), single=False), values
+    if all(not r.offset for r in ranges.values()):
+        shaped = tuple(sorted(ranges.items()))   # the usual case: no offset, nothing to take out
+    else:
+        shaped = tuple((path, Range(slot(r.offset) if r.offset else 0, r.limit)) for path, r in sorted(ranges.items()))
+    return _replaced(api, conditions=conditions, ranges=shaped, preferences=_count_only(api.preferences.count),
+                     single=False), values
+
+
+_NO_RANGE = Range()
+
+
+def _replaced(original, /, **changes):
+    """`dataclasses.replace` for the frozen request types, without running `__init__`
+    again (they have no `__post_init__`): the same value, a fraction of the time."""
+    made = object.__new__(type(original))
+    made.__dict__.update(original.__dict__)
+    made.__dict__.update(changes)
+    return made
+
+
+_COUNT_ONLY: dict = {}
+
+
+def _count_only(count: str | None) -> Preferences:
+    """The preferences a read's shape keeps (only `count` changes its SQL), one per value."""
+    prefs = _COUNT_ONLY.get(count)
+    if prefs is None:
+        prefs = _COUNT_ONLY[count] = Preferences(count=count)
+    return prefs
 
 
 @dataclass(frozen=True)
@@ -524,8 +555,7 @@ def caller_error(exc: psycopg.Error) -> ApiError:
 def execute_read(context, query, params: dict, count: bool) -> tuple[str | None, int, int | None]:
     """Run the one statement under the tenant's role: (body, rows in the page, total)."""
     try:
-        with tenant_transaction(context.tenant.id, context.caller.db_claims()) as conn:
-            row = conn.execute(query, params).fetchone()
+        row = tenant_statement(context.tenant.id, context.caller.db_claims(), query, params)
     except PoolTimeout:   # before psycopg.Error, which it is too: busy, not broken
         raise ApiError(503, "PGRST003", "The database is busy; retry the request.",
                        headers={"Retry-After": "1"}) from None

@@ -1,0 +1,130 @@
+"""`runtime.db`: the transaction a tenant's work runs in, begun with the role switch in one
+message, and `tenant_statement`, a read in one message with its statement prepared once
+per pooled connection."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from psycopg_pool import ConnectionPool
+
+from runtime import db
+from runtime.db import tenant_statement, tenant_transaction
+
+# (a literal `%`, doubled, as psycopg's placeholders want it)
+QUERY = ("SELECT current_user::text, current_setting('search_path'), current_setting('request.jwt.claims', true),"
+         " (SELECT string_agg(body, ',' ORDER BY id) FROM notes WHERE body <> %(skip)s AND body NOT LIKE '%%zz%%'), %(skip)s")
+
+
+@pytest.fixture
+def two_tenants(committed_tenants, alice, bob):
+    a, _ = committed_tenants(alice, "Tenant A")
+    b, _ = committed_tenants(bob, "Tenant B")
+    for tenant, secret in ((a, "a-secret"), (b, "b-secret")):
+        with tenant_transaction(tenant.id) as conn:
+            conn.execute("CREATE TABLE notes (id serial PRIMARY KEY, body text)")
+            conn.execute("INSERT INTO notes (body) VALUES (%s), ('50%% off')", [secret])
+    return a, b
+
+
+def _leftovers() -> tuple:
+    with db.runtime_pool().connection() as conn:
+        return conn.execute("SELECT current_user::text, current_setting('request.jwt.claims', true),"
+                            " current_setting('statement_timeout'), pg_current_xact_id_if_assigned()").fetchone()
+
+
+def test_a_statement_runs_under_the_tenant_role_and_leaves_nothing_behind(two_tenants):
+    a, b = two_tenants
+    for _ in range(3):   # prepared on first use, executed after
+        assert tenant_statement(a.id, {"sub": "u1"}, QUERY, {"skip": "x"}) == (
+            a.schema, a.schema, '{"sub":"u1"}', "a-secret,50% off", "x")
+        # the same text for another tenant reads the other tenant's table
+        assert tenant_statement(b.id, {"sub": "u2"}, QUERY, {"skip": "b-secret"})[:4] == (
+            b.schema, b.schema, '{"sub":"u2"}', "50% off")
+    assert _leftovers()[:2] == ("plinth_runtime", "")
+
+
+def test_values_are_bound_as_values(two_tenants):
+    a, _ = two_tenants
+    nasty = "x'); DROP TABLE notes; --"
+    assert tenant_statement(a.id, {"sub": "o'brien"}, QUERY, {"skip": nasty})[2:] == (
+        '{"sub":"o\'brien"}', "a-secret,50% off", nasty)
+    with tenant_transaction(a.id) as conn:
+        assert conn.execute("SELECT count(*) FROM notes").fetchone()[0] == 2
+
+
+def test_a_failing_statement_rolls_back_and_the_connection_stays_usable(two_tenants):
+    a, _ = two_tenants
+    bad = "SELECT CAST(%(v)s AS uuid)"
+    for _ in range(2):
+        with pytest.raises(psycopg.errors.InvalidTextRepresentation):
+            tenant_statement(a.id, {}, bad, {"v": "not-a-uuid"})
+    assert _leftovers() == ("plinth_runtime", "", "0", None)
+    assert tenant_statement(a.id, {}, bad, {"v": "a5b6a2b4-7a4f-4b36-9a11-9e9b4c3f1f00"}) is not None
+
+
+@pytest.fixture
+def one_connection(monkeypatch):
+    """A pool of one connection, so that every call below uses the same one."""
+    pool = ConnectionPool(db.runtime_conninfo(), min_size=1, max_size=1, open=True, kwargs={"autocommit": True})
+    monkeypatch.setattr(db, "runtime_pool", lambda: pool)
+    yield pool
+    pool.close()
+
+
+def test_prepared_statements_lost_by_the_connection_are_prepared_again(two_tenants, one_connection):
+    a, _ = two_tenants
+    assert tenant_statement(a.id, {}, QUERY, {"skip": "x"})[3] == "a-secret,50% off"
+    with db.runtime_pool().connection() as conn:
+        conn.execute("DEALLOCATE ALL")       # what psycopg does after a rollback
+    assert tenant_statement(a.id, {}, QUERY, {"skip": "x"})[3] == "a-secret,50% off"
+    with db.runtime_pool().connection() as conn:
+        names = [n for (n,) in conn.execute("SELECT name FROM pg_prepared_statements").fetchall()]
+        assert sorted(db._reads(conn).values()) == sorted(n for n in names if n.startswith("plinth_r"))
+
+
+def test_a_connection_keeps_a_bounded_number_of_prepared_reads(two_tenants, one_connection, monkeypatch):
+    a, _ = two_tenants
+    monkeypatch.setattr(db, "READS_PER_CONNECTION", 3)
+    for n in range(6):
+        assert tenant_statement(a.id, {}, f"SELECT {n}, %(v)s::int", {"v": n}) == (n, n)
+    with db.runtime_pool().connection() as conn:
+        count = conn.execute("SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'plinth_r%%'").fetchone()[0]
+    assert count <= 3
+
+
+def test_a_text_postgres_cannot_prepare_runs_with_server_side_binding(two_tenants):
+    a, _ = two_tenants
+    # untyped, `$1 + $2` is ambiguous: PREPARE refuses; psycopg's typed parameters settle it
+    query = "SELECT %(a)s + %(b)s, %(c)s::text"
+    for _ in range(2):
+        assert tenant_statement(a.id, {}, query, {"a": 2, "b": 3, "c": "x"}) == (5, "x")
+    assert db._positional[query] is None
+    with pytest.raises(psycopg.errors.UndefinedColumn):     # an error either way is answered as it is
+        tenant_statement(a.id, {}, "SELECT nope, %(a)s::int", {"a": 1})
+
+
+def test_the_statement_timeout_applies_to_the_statement(two_tenants, monkeypatch):
+    a, _ = two_tenants
+    monkeypatch.setattr(db, "_SWITCH", db._SWITCH.replace(f"'{db.STATEMENT_TIMEOUT}'", "'50ms'"))
+    with pytest.raises(psycopg.errors.QueryCanceled):
+        tenant_statement(a.id, {}, "SELECT pg_sleep(%(s)s::float8)", {"s": 1})
+    assert _leftovers()[:3] == ("plinth_runtime", "", "0")
+
+
+def test_a_transaction_commits_or_rolls_back_as_a_whole(two_tenants):
+    a, _ = two_tenants
+    with pytest.raises(RuntimeError):
+        with tenant_transaction(a.id) as conn:
+            conn.execute("INSERT INTO notes (body) VALUES ('lost')")
+            raise RuntimeError
+    with tenant_transaction(a.id, {"sub": "u1"}) as conn:
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            with conn.transaction():         # a savepoint
+                conn.execute("INSERT INTO notes (id, body) VALUES (1, 'dup')")
+        conn.execute("INSERT INTO notes (body) VALUES ('kept')")
+        assert conn.execute("SELECT current_user::text").fetchone()[0] == a.schema
+    with tenant_transaction(a.id) as conn:
+        assert [b for (b,) in conn.execute("SELECT body FROM notes ORDER BY id").fetchall()] == [
+            "a-secret", "50% off", "kept"]
+    assert _leftovers() == ("plinth_runtime", "", "0", None)
