@@ -208,6 +208,10 @@ PLINTH_DATA_DIR = Path(env("PLINTH_DATA_DIR", str(BASE_DIR / ".plinth")))
 PLINTH_PUBLIC_URL = env("PLINTH_PUBLIC_URL", f"http://127.0.0.1:{env('PORT', '8000')}")
 # bench/data_api.py's baseline views under /_bench/ (unauthenticated: never in production)
 PLINTH_BENCH_VIEWS = envbool("PLINTH_BENCH_VIEWS") and not PRODUCTION
+# May `http` and `ai` steps call loopback, private, link-local (cloud metadata) and other
+# non-public addresses? Refused in production unless set: a tenant's job must not reach the
+# platform's own network. Development and tests call local servers.
+PLINTH_OUTBOUND_PRIVATE = envbool("PLINTH_OUTBOUND_PRIVATE", not PRODUCTION)
 
 LOG_LEVEL = env("LOG_LEVEL", "INFO")
 LOG_FORMAT = env("LOG_FORMAT", "json")  # json | console

@@ -21,9 +21,11 @@ cannot carry a URL or header either.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import json
 import math
 import re
+import socket
 import time
 import uuid
 from decimal import Decimal
@@ -32,6 +34,7 @@ from urllib.parse import quote, quote_plus, urlsplit
 
 import httpx
 import structlog
+from django.conf import settings
 
 from runtime.definition.model import Field
 from runtime.jobs.ai_output import check_output, output_instruction, parse_answer
@@ -168,6 +171,10 @@ def _call(method, url, headers, body, timeout, idempotency_key, secrets, max_bod
         parts = None
     if parts is None or parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         raise failed(f"{where}: only http and https URLs can be called.", False)
+    if not settings.PLINTH_OUTBOUND_PRIVATE:
+        refused = _non_public(parts.hostname, parts.port or (443 if parts.scheme.lower() == "https" else 80))
+        if refused:
+            raise failed(f"{where}: {refused}", False)
     send_headers, content = _request_parts(where, headers, body, idempotency_key, failed)
 
     started = time.monotonic()
@@ -199,6 +206,24 @@ def _call(method, url, headers, body, timeout, idempotency_key, secrets, max_bod
             detail["retry_after"] = retry_after
         raise failed(f"{where} answered {status}", status >= 500 or status in RETRYABLE_4XX, detail)
     return _scrub({"status": status, "headers": kept, "body": answer_body}, pattern)
+
+
+def _non_public(host: str, port: int) -> str | None:
+    """Why a host may not be called (it resolves to a loopback, private, link-local, shared,
+    reserved or multicast address), or None. Every address it resolves to is checked.
+    A name that does not resolve is left to the call, which fails as a network error."""
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError, OSError):
+        return None
+    for *_, sockaddr in found:
+        try:
+            address = ipaddress.ip_address(sockaddr[0])
+        except ValueError:
+            continue
+        if not address.is_global or address.is_multicast:
+            return "its address is not a public one; calls reach public addresses only (PLINTH_OUTBOUND_PRIVATE)."
+    return None
 
 
 class _Deadline(Exception):

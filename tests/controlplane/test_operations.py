@@ -92,6 +92,20 @@ def test_production_mode_starts_with_a_real_secret_and_hosts():
     assert result.returncode == 0, result.stderr
 
 
+def test_production_mode_keeps_job_calls_off_non_public_addresses():
+    def outbound(**env) -> str:
+        full = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DEBUG", "ALLOWED_HOSTS",
+                                                                  "PLINTH_OUTBOUND_PRIVATE")}
+        full.update(env, DJANGO_SETTINGS_MODULE="controlplane.settings")
+        return subprocess.run([sys.executable, "-c", "from django.conf import settings; print(settings.PLINTH_OUTBOUND_PRIVATE)"],
+                              env=full, capture_output=True, text=True, check=True).stdout.strip()
+
+    production = {"PLINTH_ENV": "production", "SECRET_KEY": "k" * 50, "ALLOWED_HOSTS": "plinth.example"}
+    assert outbound(**production) == "False"
+    assert outbound(**production, PLINTH_OUTBOUND_PRIVATE="1") == "True"
+    assert outbound(PLINTH_ENV="development") == "True"
+
+
 def test_production_mode_refuses_wildcard_hosts():
     result = _import_settings(PLINTH_ENV="production", SECRET_KEY="k" * 50, ALLOWED_HOSTS="*")
     assert result.returncode != 0 and "ALLOWED_HOSTS" in result.stderr

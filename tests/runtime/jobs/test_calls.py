@@ -576,3 +576,16 @@ def test_an_answer_with_nan_is_kept_as_text(rx):
     rx.on(path="/nan", body="{\"x\": NaN}", headers={"Content-Type": "application/json"})
     answer = http_call(method="GET", url=f"{rx.url}/nan", headers={}, body=None, timeout=5, idempotency_key="k")
     assert answer["body"] == "{\"x\": NaN}"
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "169.254.169.254", "10.0.0.1", "[::1]"])
+def test_non_public_addresses_are_refused_unless_allowed(rx, settings, host):
+    settings.PLINTH_OUTBOUND_PRIVATE = False
+    port = rx.url.rsplit(":", 1)[1].split("/")[0]
+    with pytest.raises(StepFailed) as refused:
+        http_call(method="GET", url=f"http://{host}:{port}/x", headers={}, body=None, timeout=2, idempotency_key="k")
+    assert "public addresses only" in refused.value.message and refused.value.retryable is False
+    assert rx.requests == []
+    settings.PLINTH_OUTBOUND_PRIVATE = True          # development and tests call local servers
+    assert http_call(method="GET", url=f"{rx.url}/x", headers={}, body=None, timeout=2,
+                     idempotency_key="k")["status"] == 200
