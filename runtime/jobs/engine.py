@@ -136,12 +136,15 @@ RETURNING r.id::text, r.tenant_id, r.kind, r.name, r.input, r.attempt, target.st
 _DUE = "((state IN ('queued', 'retrying', 'sleeping', 'waiting') AND due_at <= now()) OR (state = 'running' AND lease_until < now()))"
 # `fresh`: never claimed before, so it has no step history to load
 _TARGET = "SELECT id, state, started_at IS NULL AS fresh FROM plinth_jobs.runs"
-_CLAIM_ONE = _CLAIM.format(select=f"{_TARGET} WHERE id = %(id)s AND {_DUE} FOR UPDATE SKIP LOCKED")
+# a suspended tenant's runs wait until it is active again
+ACTIVE_TENANT = "EXISTS (SELECT 1 FROM tenants_tenant t WHERE t.id = tenant_id AND t.status = 'active')"
+_CLAIM_ONE = _CLAIM.format(select=f"{_TARGET} WHERE id = %(id)s AND {_DUE} AND {ACTIVE_TENANT} FOR UPDATE SKIP LOCKED")
 _CLAIM_DUE = _CLAIM.format(select=(
     f"{_TARGET} WHERE state IN ('queued', 'retrying', 'sleeping', 'waiting') "
-    "AND due_at <= now() ORDER BY due_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED"))
+    f"AND due_at <= now() AND {ACTIVE_TENANT} ORDER BY due_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED"))
 _CLAIM_LOST = _CLAIM.format(select=(
-    f"{_TARGET} WHERE state = 'running' AND lease_until < now() ORDER BY lease_until LIMIT 1 FOR UPDATE SKIP LOCKED"))
+    f"{_TARGET} WHERE state = 'running' AND lease_until < now() AND {ACTIVE_TENANT} "
+    "ORDER BY lease_until LIMIT 1 FOR UPDATE SKIP LOCKED"))
 
 
 def _claim(query: str, run_id: str | None = None, limit: int = 1) -> list[Run]:

@@ -17,6 +17,7 @@ from croniter import croniter
 from django.db import connection
 
 from runtime.definition.model import Definition
+from runtime.jobs.engine import ACTIVE_TENANT
 
 
 def _next(cron: str, after: datetime.datetime) -> datetime.datetime:
@@ -61,8 +62,9 @@ def due_slots(limit: int = 500) -> list[str]:
     created: list[str] = []
     with transaction.atomic(), connection.cursor() as cur:
         now = _now(cur)
+        # a suspended tenant's slots wait: once active again, the missed ones run once
         cur.execute("SELECT tenant_id, job, cron, next_slot FROM plinth_jobs.schedules WHERE next_slot <= now() "
-                    "ORDER BY next_slot LIMIT %s FOR UPDATE SKIP LOCKED", [limit])
+                    f"AND {ACTIVE_TENANT} ORDER BY next_slot LIMIT %s FOR UPDATE SKIP LOCKED", [limit])
         for tenant_id, job, cron, next_slot in cur.fetchall():
             # the latest slot that is due (earlier missed ones collapse into it)
             slot = _previous(cron, now + datetime.timedelta(microseconds=1))

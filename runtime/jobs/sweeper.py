@@ -12,6 +12,7 @@ from __future__ import annotations
 import structlog
 from django.db import connection
 
+from runtime.jobs.engine import ACTIVE_TENANT
 from runtime.jobs.schedules import due_slots
 from runtime.jobs.wake import wake_events, wake_runs
 
@@ -29,9 +30,9 @@ def sweep() -> dict:
             "UPDATE plinth_jobs.runs SET woken_at = now() WHERE id IN ("
             " SELECT id FROM plinth_jobs.runs WHERE state IN ('queued', 'retrying', 'sleeping', 'waiting')"
             f" AND due_at <= now() - CASE WHEN state = 'queued' THEN interval '{GRACE}' ELSE interval '0' END"
-            f" AND (woken_at IS NULL OR woken_at < now() - interval '{RESEND}')"
+            f" AND (woken_at IS NULL OR woken_at < now() - interval '{RESEND}') AND {ACTIVE_TENANT}"
             " UNION ALL SELECT id FROM plinth_jobs.runs WHERE state = 'running' AND lease_until < now()"
-            f" AND (woken_at IS NULL OR woken_at < now() - interval '{RESEND}')"
+            f" AND (woken_at IS NULL OR woken_at < now() - interval '{RESEND}') AND {ACTIVE_TENANT}"
             f" LIMIT {BATCH}) RETURNING id::text")
         due = [row[0] for row in cur.fetchall()]
         cur.execute(f"SELECT id FROM plinth_jobs.events WHERE delivered_at IS NULL AND created_at < now() - interval '{GRACE}' "

@@ -242,3 +242,16 @@ def test_a_retried_dead_run_resumes_at_its_failed_step_without_redoing_data(note
     with pytest.raises(ServiceError) as refused:
         control.retry_run(notes.tenant.id, undo)
     assert refused.value.code == "run_compensated"
+
+
+def test_a_suspended_tenants_runs_wait_until_it_is_active_again(notes):
+    from tenants import services
+
+    note = notes.sql("INSERT INTO \"Note\" (title) VALUES ('x') RETURNING id::text")[0][0]
+    enqueue(notes, "mark_done", note=note)
+    services.tenant_update(tenant=notes.tenant, actor=services.Actor(notes.owner), status="suspended")
+    drain()
+    assert runs(notes)[0][1] == "queued"
+    services.tenant_update(tenant=notes.tenant, actor=services.Actor(notes.owner), status="active")
+    drain()
+    assert runs(notes)[0][1] == "succeeded"
