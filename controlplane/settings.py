@@ -196,6 +196,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # The sweeper also ticks cron schedules (runtime/jobs/sweeper.py); every 2 s by default.
 PLINTH_SWEEP_SECONDS = float(env("PLINTH_SWEEP_SECONDS", "2"))
+# Finished runs (and their step history) are deleted this many days after they finished.
+PLINTH_RUN_RETENTION_DAYS = float(env("PLINTH_RUN_RETENTION_DAYS", "30"))
 # How long a worker holds a run between checkpoints before another may take it over.
 PLINTH_RUN_LEASE_SECONDS = float(env("PLINTH_RUN_LEASE_SECONDS", "60"))
 CELERY_BEAT_SCHEDULE = {

@@ -61,6 +61,7 @@ CREATE = [
     "CREATE INDEX runs_due ON plinth_jobs.runs (due_at) WHERE state IN ('queued', 'retrying', 'sleeping', 'waiting')",
     "CREATE INDEX runs_lease ON plinth_jobs.runs (lease_until) WHERE state = 'running'",
     "CREATE INDEX runs_tenant ON plinth_jobs.runs (tenant_id, created_at DESC)",
+    "CREATE INDEX runs_finished ON plinth_jobs.runs (finished_at) WHERE state IN ('succeeded', 'dead', 'cancelled')",
     "CREATE INDEX runs_waiting ON plinth_jobs.runs (tenant_id, wait_event) WHERE state = 'waiting'",
     "CREATE TABLE plinth_jobs.steps ("
     " id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"

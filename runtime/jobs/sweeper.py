@@ -3,13 +3,15 @@
 Each tick: creates the runs of due cron slots; re-sends wake-ups for runs that are due and
 were not taken (a lost or never-sent message, a retry whose backoff ended, a `sleep` that
 ended, a `wait` that timed out) and for runs whose lease expired (their worker died);
-re-sends undelivered events; forgets delivered events after a day. A run is re-sent at
+re-sends undelivered events; forgets delivered events after a day, and finished runs
+(with their steps) after PLINTH_RUN_RETENTION_DAYS. A run is re-sent at
 most every RESEND seconds (`woken_at`), so a busy queue is not flooded with duplicates.
 """
 
 from __future__ import annotations
 
 import structlog
+from django.conf import settings
 from django.db import connection
 
 from runtime.jobs.engine import ACTIVE_TENANT
@@ -39,6 +41,12 @@ def sweep() -> dict:
                     f"ORDER BY id LIMIT {BATCH}")
         events = [row[0] for row in cur.fetchall()]
         cur.execute("DELETE FROM plinth_jobs.events WHERE delivered_at < now() - interval '1 day'")
+        # finished runs past their retention, with their steps; a bounded batch per tick
+        cur.execute(
+            "DELETE FROM plinth_jobs.runs WHERE id IN (SELECT id FROM plinth_jobs.runs "
+            "WHERE state IN ('succeeded', 'dead', 'cancelled') "
+            f"AND finished_at < now() - make_interval(secs => %s) LIMIT {BATCH})",
+            [settings.PLINTH_RUN_RETENTION_DAYS * 86400])
     sent = wake_runs(slots + due)
     delivered = wake_events(events)
     if slots or due or events:

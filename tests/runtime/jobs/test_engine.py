@@ -255,3 +255,20 @@ def test_a_suspended_tenants_runs_wait_until_it_is_active_again(notes):
     services.tenant_update(tenant=notes.tenant, actor=services.Actor(notes.owner), status="active")
     drain()
     assert runs(notes)[0][1] == "succeeded"
+
+
+def test_finished_runs_are_forgotten_after_their_retention(notes, settings):
+    from runtime.jobs.sweeper import sweep
+
+    note = notes.sql("INSERT INTO \"Note\" (title) VALUES ('x') RETURNING id::text")[0][0]
+    old, recent = enqueue(notes, "mark_done", note=note), enqueue(notes, "mark_done", note=note)
+    drain()
+    with connection.cursor() as cur:
+        cur.execute("UPDATE plinth_jobs.runs SET finished_at = now() - interval '31 days' WHERE id = %s", [old])
+    settings.PLINTH_RUN_RETENTION_DAYS = 30
+    sweep()
+    with connection.cursor() as cur:
+        cur.execute("SELECT id::text FROM plinth_jobs.runs WHERE tenant_id = %s", [notes.tenant.id])
+        assert [r[0] for r in cur.fetchall()] == [recent]
+        cur.execute("SELECT count(*) FROM plinth_jobs.steps WHERE run_id = %s", [old])
+        assert cur.fetchone()[0] == 0
