@@ -162,6 +162,20 @@ def _rename_ddl(table: str, obj: _Named, new_name: str) -> str:
     return f"ALTER TABLE {T.ident(table)} RENAME CONSTRAINT {T.ident(obj.name)} TO {T.ident(new_name)}"
 
 
+def _untangle(table: str, renames: list[tuple[_Named, _Named, Change]]) -> None:
+    """Renames of one table whose new names are old names of others (an index on (a, b)
+    making way for the index of a field renamed to `a_b`, or two names swapped) go through
+    temporary names: every object first takes a name of its own, then its new one."""
+    if not {now.name for _, now, _ in renames} & {was.name for was, _, _ in renames}:
+        return
+    for i, (was, now, change) in enumerate(renames):
+        temporary = replace(was, name=T.constraint_name(table, f"renaming{i}", "tmp"))
+        change.sql = [_rename_ddl(table, was, temporary.name)]
+        renames[i] = (temporary, now, change)
+    # the second step goes with the last of them, so it runs after every first step
+    renames[-1][2].sql += [_rename_ddl(table, temporary, now.name) for temporary, now, _ in renames]
+
+
 def _match_columns(old: T.Table, new: T.Table) -> dict[str, str]:
     """new column -> the old column it continues (same name, or `renamed_from`)."""
     matched = {}
@@ -325,22 +339,26 @@ class _Planner:
         gone = {c.name for c in dropped}
         fresh = {c.name for c in added}
         to_add: list[tuple[_Named | None, _Named]] = []
+        renames: list[tuple[_Named, _Named, Change]] = []
         for key in dict.fromkeys([*old_objs, *new_objs]):
             was, now = old_objs.get(key), new_objs.get(key)
             if key == _SEARCH_INDEX and rebuild_search:
                 continue  # goes and comes with the search column
             if was and now and was.spec == now.spec:
                 if was.name != now.name:
-                    self.changes.append(Change(
+                    change = Change(
                         RENAME, "rename_constraint", _target(name, now), f"rename {was.name} to {now.name}",
                         [_rename_ddl(name, was, now.name)], path=self._path(new, now),
-                    ))
+                    )
+                    renames.append((was, now, change))
+                    self.changes.append(change)
                 continue
             if was and was.owner not in gone:  # a dropped column takes its own objects along
                 self.drop_object(old.name, name, was, new)
             if now and now.owner not in fresh:  # a new column brings its own objects
                 to_add.append((was, now))
 
+        _untangle(name, renames)
         for now, was in columns.items():
             self.alter_column(name, old.columns[was], new.columns[now])
         if self._conversions.get(name):  # rules on changed columns are counted on the new values
