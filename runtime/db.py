@@ -189,7 +189,12 @@ def _positional_form(query: str) -> tuple[str, tuple[str, ...]] | None:
     text = _PLACEHOLDER.sub(number, query)
     if len(_positional) > 4096:
         _positional.clear()
-    result = _positional[query] = (text, tuple(names)) if "%" not in text.replace("%%", "") else None
+    # A `;` could end the statement inside the one simple-query message and start another
+    # (`; SET ROLE t_other`). The SQL builder never writes one (names are [A-Za-z0-9_],
+    # strings are always bound), so a text with one goes the extended-protocol way, which
+    # refuses a second statement: the isolation rule of DESIGN.md holds for this path too.
+    preparable = "%" not in text.replace("%%", "") and ";" not in query
+    result = _positional[query] = (text, tuple(names)) if preparable else None
     return result
 
 

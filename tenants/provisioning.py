@@ -9,9 +9,10 @@ The isolation model (DESIGN.md, Tenancy and isolation):
 - `public` (the control-plane tables) grants nothing to PUBLIC, so under a tenant role a
   query naming a control-plane table fails with a permission error;
 - tenant roles may not call `set_config` (see `ensure_runtime_role`), so no statement run
-  under a tenant role can switch to another role. The runtime sends one statement per
-  call with bound parameters (psycopg's extended protocol), so a compiled fragment cannot
-  smuggle a second statement such as `SET ROLE` either.
+  under a tenant role can switch to another role. A compiled fragment cannot smuggle a
+  second statement such as `SET ROLE` either: statements go by psycopg's extended
+  protocol, which refuses one, or, in runtime/db.py's one-message reads, only texts
+  without a `;`.
 
 Every statement here runs on the caller's connection and inside the caller's transaction
 (`tenant_create` wraps the row, the role and the schema in one), so a failure part way

@@ -162,6 +162,27 @@ def test_a_compiled_fragment_cannot_smuggle_a_second_statement(two_tenants):
             conn.execute(f'SELECT body FROM notes WHERE body = %s; SET ROLE "{b.schema}"', ["x"])
 
 
+@pytest.mark.parametrize("smuggled", [
+    "INSERT INTO notes (body) VALUES ('smuggled')",
+    'SET ROLE "{b}"',
+    "RESET ROLE",
+])
+@pytest.mark.parametrize("cast", ["%(x)s", "CAST(%(x)s AS text)"])
+def test_a_one_message_read_cannot_smuggle_a_second_statement_either(two_tenants, smuggled, cast):
+    """`tenant_statement` sends the switch and the read as one message: a read text holding
+    a second statement must fail without running any of it."""
+    from runtime.db import runtime_pool, tenant_statement
+
+    a, b = two_tenants
+    with pytest.raises(psycopg.Error):
+        tenant_statement(a.id, None, f"SELECT body FROM notes WHERE body = {cast}; " + smuggled.format(b=b.schema),
+                         {"x": "a-secret"})
+    with runtime_pool().connection() as conn:     # nothing leaked to the pooled connection
+        assert conn.execute("SELECT current_user").fetchone()[0] == "plinth_runtime"
+    with tenant_transaction(a.id) as conn:
+        assert conn.execute("SELECT array_agg(body) FROM notes").fetchone()[0] == ["a-secret"]
+
+
 def test_the_runtime_role_has_no_rights_of_its_own_on_tenant_data(two_tenants):
     a, _ = two_tenants
     with psycopg.connect(runtime_conninfo()) as conn:
