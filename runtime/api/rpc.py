@@ -22,7 +22,7 @@ from psycopg import sql
 from runtime.api.errors import ApiError, bad_request, forbidden, from_postgres, not_found
 from runtime.api.integrity import WriteSession
 from runtime.api.steps import ExpressionCache, StepRunner
-from runtime.jobs.outbox import jsonable as _jsonable
+from runtime.jobs.outbox import jsonable
 from runtime.api.transitions import fire
 from runtime.db import tenant_transaction
 from runtime.definition.model import Field
@@ -46,7 +46,7 @@ def _json_body(request) -> dict:
 def _coerce(name: str, f: Field, value):
     """The input value as the field's type, or a 400 naming it."""
     def fail(expected: str):
-        raise bad_request(f"Input '{name}' must be {expected}.", details=f"got {json.dumps(_jsonable(value))[:80]}")
+        raise bad_request(f"Input '{name}' must be {expected}.", details=f"got {json.dumps(jsonable(value))[:80]}")
 
     if value is None:
         if f.required:
@@ -162,7 +162,7 @@ def handle(request, context, name: str):
                 if isinstance(returned, T.Row) and value is not None:
                     result = _row_json(conn, returned.entity, value)
                 else:
-                    result = json.dumps(_jsonable(value))
+                    result = json.dumps(jsonable(value))
             session.finish()
         session.outbox.wake()
         return _respond(request, result)

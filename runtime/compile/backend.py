@@ -77,11 +77,7 @@ class EventGraph:
     starts: Mapping[str, tuple[tuple[str, str], ...]]       # event -> ((kind, name), ...)
     waits: Mapping[str, tuple[str, ...]]                    # event -> workflows waiting on it
     invariants_by_entity: Mapping[str, tuple[Trigger, ...]]  # written entity -> triggers
-
-    @property
-    def listened(self) -> frozenset[str]:
-        """Events something starts on or waits for: the only ones the outbox keeps."""
-        return frozenset(self.starts) | frozenset(self.waits)
+    listened: frozenset[str] = frozenset()  # events something starts on or waits for: all the outbox keeps
 
 
 @dataclass(frozen=True)
@@ -141,6 +137,7 @@ def compile_definition(definition: Definition) -> CompiledBackend:
         )
         for name, inv in definition.invariants.items()
     }
+    starts, waits = event_starts(definition), event_waits(definition)
     by_entity: dict[str, list[Trigger]] = {}
     for trigger in triggers:
         by_entity.setdefault(trigger.written, []).append(trigger)
@@ -149,9 +146,10 @@ def compile_definition(definition: Definition) -> CompiledBackend:
         entities={name: _entity(definition, name, tables[name]) for name in definition.entities},
         invariants=invariants,
         events=EventGraph(
-            starts=event_starts(definition),
-            waits=event_waits(definition),
+            starts=starts,
+            waits=waits,
             invariants_by_entity={k: tuple(v) for k, v in sorted(by_entity.items())},
+            listened=frozenset(starts) | frozenset(waits),
         ),
         tables=tables,
     )

@@ -39,7 +39,7 @@ from django.conf import settings
 from runtime.definition.model import Field
 from runtime.jobs.ai_output import check_output, output_instruction, parse_answer
 from tenants.ai import ai_config_of, record_usage, tokens_used
-from tenants.secrets import secret_value, secrets_for
+from tenants.secrets import secret_value
 
 log = structlog.get_logger(__name__)
 
@@ -78,12 +78,6 @@ class StepFailed(Exception):
 
     def as_dict(self) -> dict:
         return {"message": self.message, "retryable": self.retryable, "detail": self.detail}
-
-
-def tenant_secrets(tenant_id: str) -> dict[str, str]:
-    """Every secret of the tenant by name, decrypted (tenants/secrets.py): what a run's
-    http and ai steps read as `secrets.NAME`, and what `redact` must hide."""
-    return secrets_for(tenant_id)
 
 
 # redaction ------------------------------------------------------------------------------

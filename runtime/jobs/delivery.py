@@ -106,9 +106,12 @@ def deliver(event_id: int) -> int:
             "AND NOT EXISTS (SELECT 1 FROM plinth_jobs.steps d WHERE d.run_id = r.id AND d.key = r.next_step "
             "AND d.state = 'done') "
             "ORDER BY r.id FOR UPDATE OF r", [name, str(xid)]).fetchall() if backend else []
+        paths: dict[str, dict] = {}     # workflow -> its steps by path, once per delivery
         for run_id, kind, run_name, key, run_input, detail in waiting:
             spec = (backend.jobs if kind == "job" else backend.workflows).get(run_name)
-            step = _steps_by_path(spec.steps).get(key.split("#", 1)[0]) if spec and key else None
+            if spec is not None and run_name not in paths:
+                paths[run_name] = _steps_by_path(spec.steps)
+            step = paths[run_name].get(key.split("#", 1)[0]) if spec and key else None
             if step is None or step.kind != "wait":
                 # a push removed the workflow or moved its wait: let the engine settle the run
                 conn.execute("UPDATE plinth_jobs.runs SET due_at = now() WHERE id = %s", [run_id])

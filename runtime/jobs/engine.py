@@ -40,7 +40,7 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import psycopg
 import structlog
@@ -122,6 +122,9 @@ class Run:
 
 # -- claiming -------------------------------------------------------------------------
 
+# Every write of a claimed run holds only while the claim does: this claim's token, running.
+_FENCE = "WHERE id = %(id)s AND leased_by = %(token)s AND state = 'running'"
+
 _CLAIM = """
 WITH target AS ({select})
 UPDATE plinth_jobs.runs r SET state = 'running',
@@ -190,8 +193,8 @@ def work(run_id: str | None = None) -> int:
 
 def _renew(run: Run) -> bool:
     with connection.cursor() as cur:
-        cur.execute("UPDATE plinth_jobs.runs SET lease_until = now() + make_interval(secs => %s) "
-                    "WHERE id = %s AND leased_by = %s AND state = 'running'", [lease_seconds(), run.id, run.token])
+        cur.execute(f"UPDATE plinth_jobs.runs SET lease_until = now() + make_interval(secs => %(lease)s) {_FENCE}",
+                    {"lease": lease_seconds(), "id": run.id, "token": run.token})
         return cur.rowcount == 1
 
 
@@ -241,9 +244,8 @@ def _execute_guarded(run: Run) -> None:
         log.exception("jobs.internal_error", run_id=run.id, tenant_id=run.tenant_id, error=type(exc).__name__)
         try:
             with tenant_transaction(run.tenant_id) as conn:
-                _fenced(conn, run, "UPDATE plinth_jobs.runs SET state = 'retrying', lease_until = NULL, leased_by = NULL, "
-                        "due_at = now() + interval '5 seconds', error = %(error)s, updated_at = now() "
-                        "WHERE id = %(id)s AND leased_by = %(token)s AND state = 'running'",
+                _fenced(conn, run, "state = 'retrying', lease_until = NULL, leased_by = NULL, "
+                        "due_at = now() + interval '5 seconds', error = %(error)s",
                         error=f"An internal error stopped the run ({type(exc).__name__}); it will be tried again.")
         except Exception:
             pass    # the lease expires and the sweeper hands the run on
@@ -267,9 +269,8 @@ def _failed(run: Run, execution: "Execution", failure: StepFailure, attempts: in
                      error=failure.message[:ERROR_LIMIT], fenced=True)
         if failure.retryable and run.attempt < attempts:
             backoff = min(MAX_BACKOFF, execution.spec.retry.backoff_seconds * (2 ** (run.attempt - 1)))
-            _fenced(conn, run, "UPDATE plinth_jobs.runs SET state = 'retrying', lease_until = NULL, leased_by = NULL, "
-                    "due_at = now() + make_interval(secs => %(backoff)s), error = NULL, updated_at = now() "
-                    "WHERE id = %(id)s AND leased_by = %(token)s AND state = 'running'", backoff=backoff)
+            _fenced(conn, run, "state = 'retrying', lease_until = NULL, leased_by = NULL, "
+                    "due_at = now() + make_interval(secs => %(backoff)s), error = NULL", backoff=backoff)
             return
     _fail_for_good(run, execution, f"{failure.message} (step {failure.key}, attempt {run.attempt})")
 
@@ -277,8 +278,7 @@ def _failed(run: Run, execution: "Execution", failure: StepFailure, attempts: in
 def _fail_for_good(run: Run, execution: "Execution", message: str) -> None:
     if run.kind == "workflow" and execution.has_compensations():
         with tenant_transaction(run.tenant_id) as conn:   # remember the failure: a crash resumes compensating
-            _fenced(conn, run, "UPDATE plinth_jobs.runs SET error = %(error)s, updated_at = now() "
-                    "WHERE id = %(id)s AND leased_by = %(token)s AND state = 'running'", error=message[:ERROR_LIMIT])
+            _fenced(conn, run, "error = %(error)s", error=message[:ERROR_LIMIT])
         run.error = message
         execution.compensate()
         return _finish_dead(run, message, compensated=True)
@@ -289,14 +289,16 @@ def _finish_dead(run: Run, message: str, compensated: bool = False) -> None:
     with connection.cursor() as cur:
         cur.execute(
             "UPDATE plinth_jobs.runs SET state = 'dead', error = %(error)s, finished_at = now(), lease_until = NULL, "
-            "leased_by = NULL, updated_at = now() WHERE id = %(id)s AND leased_by = %(token)s AND state = 'running'",
+            f"leased_by = NULL, updated_at = now() {_FENCE}",
             {"error": message[:ERROR_LIMIT], "id": run.id, "token": run.token})
     log.warning("jobs.run_dead", run_id=run.id, tenant_id=run.tenant_id, job=run.name, error=message[:200],
                 compensated=compensated)
 
 
-def _fenced(conn, run: Run, query: str, **params) -> None:
-    cur = conn.execute(query, {"id": run.id, "token": run.token, **params})
+def _fenced(conn, run: Run, assignments: str, **params) -> None:
+    """`UPDATE runs SET <assignments>` of this run, only while this claim holds it."""
+    cur = conn.execute(f"UPDATE plinth_jobs.runs SET {assignments}, updated_at = now() {_FENCE}",
+                       {"id": run.id, "token": run.token, **params})
     if cur.rowcount != 1:
         raise LeaseLost(run.id)
 
@@ -314,7 +316,7 @@ def _record_step(conn, run: Run, key: str, kind: str, state: str, *, result: Any
             "since = pg_current_snapshot(), updated_at = now(), "
             + ("state = 'succeeded', result = %(outcome)s::jsonb, finished_at = now(), lease_until = NULL, leased_by = NULL "
                if complete else "lease_until = now() + make_interval(secs => %(lease)s) ")
-            + "WHERE id = %(id)s AND leased_by = %(token)s AND state = 'running' RETURNING id, tenant_id")
+            + f"{_FENCE} RETURNING id, tenant_id")
     else:
         run_update = ("SELECT id, tenant_id FROM plinth_jobs.runs WHERE id = %(id)s"
                       + (" AND leased_by = %(token)s AND state = 'running'" if fenced else ""))
@@ -351,7 +353,6 @@ class Execution:
     order: list[str] = field(default_factory=list)            # done keys in the order they finished
     env: dict[str, Any] = field(default_factory=dict)
     replaying: bool = False
-    completed: bool = False
     env_at: dict[str, dict] = field(default_factory=dict)    # key -> the bindings after it (with its loop's)
     _secrets: dict[str, str] | None = None
 
@@ -376,11 +377,20 @@ class Execution:
         self.done[key] = recorded
         self.order.append(key)
 
+    def checkpoint(self, conn, key: str, kind: str, recorded: dict, env: Mapping[str, Any], *, last: bool,
+                   following: str | None, detail: Any = None) -> dict:
+        """The step is done: its row and the run's progress (the run's end, if it was the
+        last), in the caller's transaction."""
+        _record_step(conn, self.run, key, kind, "done", result=recorded, detail=detail, next_step=following,
+                     complete=last, outcome=self.outcome(env, recorded) if last else None)
+        self._mark(key, recorded)
+        return recorded
+
     # walking ----------------------------------------------------------------------------
 
     def go(self) -> None:
         env = self.block(self.spec.steps, {}, "", top=True)
-        if not (self.completed or self.run.completed):     # the last step was done before this claim (a delivered wait), or was if/for_each
+        if not self.run.completed:   # its last step was done before this claim (a delivered wait), or was if/for_each
             self.complete(env)
 
     def replay_only(self) -> None:
@@ -429,12 +439,10 @@ class Execution:
         return jsonable({**env, **(bound or {})})
 
     def complete(self, env: Mapping[str, Any]) -> None:
-        self.completed = True
+        self.run.completed = True
         with tenant_transaction(self.run.tenant_id) as conn:
-            _fenced(conn, self.run, "UPDATE plinth_jobs.runs SET state = 'succeeded', result = %(outcome)s::jsonb, "
-                    "finished_at = now(), "
-                    "lease_until = NULL, leased_by = NULL, next_step = NULL, updated_at = now() "
-                    "WHERE id = %(id)s AND leased_by = %(token)s AND state = 'running'", outcome=_json(env))
+            _fenced(conn, self.run, "state = 'succeeded', result = %(outcome)s::jsonb, finished_at = now(), "
+                    "lease_until = NULL, leased_by = NULL, next_step = NULL", outcome=_json(env))
 
     # performing -------------------------------------------------------------------------
 
@@ -486,17 +494,15 @@ class Execution:
                 bind = {k: jsonable(v) for k, v in after.items() if k not in env or after[k] is not env[k]}
                 recorded = {"bind": bind} if bind else {}
             runner.session.finish()
-            _record_step(conn, self.run, key, step.kind, "done", result=recorded, next_step=following, complete=last,
-                         outcome=self.outcome(env, recorded) if last else None)
+            self.checkpoint(conn, key, step.kind, recorded, env, last=last, following=following)
         runner.session.outbox.wake()
-        self._mark(key, recorded)
         return recorded
 
     def secrets(self) -> dict[str, str]:
         if self._secrets is None:
-            from runtime.jobs.calls import tenant_secrets
+            from tenants.secrets import secrets_for
 
-            self._secrets = tenant_secrets(self.run.tenant_id)
+            self._secrets = secrets_for(self.run.tenant_id)
         return self._secrets
 
     def _timeout(self, step: Step) -> float:
@@ -524,8 +530,7 @@ class Execution:
             runner = self._runner(conn, env)
             values = dict(zip((e.path for e in exprs), runner.values(exprs, env)))
             # the lease must outlast the call
-            _fenced(conn, self.run, "UPDATE plinth_jobs.runs SET lease_until = now() + make_interval(secs => %(lease)s), "
-                    "next_step = %(key)s, updated_at = now() WHERE id = %(id)s AND leased_by = %(token)s AND state = 'running'",
+            _fenced(conn, self.run, "lease_until = now() + make_interval(secs => %(lease)s), next_step = %(key)s",
                     lease=lease_seconds() + 4 * timeout, key=key)
 
         def build(node):
@@ -559,17 +564,12 @@ class Execution:
         result = calls.redact(result, used)
         recorded = {"bind": {step.as_name: result}} if step.as_name else {}
         with tenant_transaction(self.run.tenant_id) as conn:
-            _record_step(conn, self.run, key, step.kind, "done", result=recorded, detail=detail, next_step=following,
-                         complete=last, outcome=self.outcome(env, recorded) if last else None)
-        self._mark(key, recorded)
-        return recorded
+            return self.checkpoint(conn, key, step.kind, recorded, env, last=last, following=following, detail=detail)
 
-    def _park(self, conn, key: str, kind: str, state: str, due: str, detail: dict, wait_event: str | None = None) -> None:
-        _fenced(conn, self.run, f"UPDATE plinth_jobs.runs SET state = '{state}', due_at = {due}, next_step = %(key)s, "
-                "wait_event = %(event)s, lease_until = NULL, leased_by = NULL, updated_at = now() "
-                "WHERE id = %(id)s AND leased_by = %(token)s AND state = 'running'",
-                key=key, event=wait_event, **detail.get("_params", {}))
-        detail = {k: v for k, v in detail.items() if k != "_params"}
+    def _park(self, conn, key: str, kind: str, state: str, due: str, detail: dict, wait_event: str | None = None,
+              **params) -> None:
+        _fenced(conn, self.run, f"state = '{state}', due_at = {due}, next_step = %(key)s, wait_event = %(event)s, "
+                "lease_until = NULL, leased_by = NULL", key=key, event=wait_event, **params)
         _record_step(conn, self.run, key, kind, "parked", detail=detail)
 
     def sleep_step(self, step: Step, key: str, env: dict[str, Any], *, last: bool, following: str | None) -> dict:
@@ -578,12 +578,9 @@ class Execution:
             until = self.parked.get(key, {}).get("until")
             until_at = datetime.datetime.fromisoformat(until) if until else now + datetime.timedelta(seconds=float(step.target))
             if until and now >= until_at:
-                _record_step(conn, self.run, key, "sleep", "done", result={}, detail={"until": until},
-                             next_step=following, complete=last, outcome=self.outcome(env, {}) if last else None)
-                self._mark(key, {})
-                return {}
-            self._park(conn, key, "sleep", "sleeping", "%(until)s",
-                       {"until": until_at.isoformat(), "_params": {"until": until_at}})
+                return self.checkpoint(conn, key, "sleep", {}, env, last=last, following=following,
+                                       detail={"until": until})
+            self._park(conn, key, "sleep", "sleeping", "%(until)s", {"until": until_at.isoformat()}, until=until_at)
         raise Parked()
 
     def wait_step(self, step: Step, key: str, env: dict[str, Any], *, last: bool, following: str | None) -> dict:
@@ -601,19 +598,16 @@ class Execution:
             if found is not None:
                 value = found[1]
                 recorded = {"bind": {step.as_name: value}} if step.as_name else {}
-                _record_step(conn, self.run, key, "wait", "done", result=recorded,
-                             detail={"event": event_name, "outcome": found[0]}, next_step=following, complete=last,
-                             outcome=self.outcome(env, recorded) if last else None)
-                self._mark(key, recorded)
-                return recorded
+                return self.checkpoint(conn, key, "wait", recorded, env, last=last, following=following,
+                                       detail={"event": event_name, "outcome": found[0]})
             if parked:
                 timeout_at = parked.get("timeout_at")
             else:
                 timeout_at = (now + datetime.timedelta(seconds=float(spec["timeout"]))).isoformat() \
                     if spec.get("timeout") is not None else None
             self._park(conn, key, "wait", "waiting", "%(timeout_at)s::timestamptz",
-                       {"event": event_name, "timeout_at": timeout_at, "env": jsonable(env),
-                        "_params": {"timeout_at": timeout_at}}, wait_event=event_name)
+                       {"event": event_name, "timeout_at": timeout_at, "env": jsonable(env)}, wait_event=event_name,
+                       timeout_at=timeout_at)
         raise Parked()
 
     # compensation -----------------------------------------------------------------------
@@ -660,6 +654,3 @@ def _loads(value: Any) -> Any:
         return json.loads(value)
     return value
 
-
-def iter_steps(steps) -> Iterator[Step]:
-    yield from _steps_by_path(steps).values()

@@ -24,29 +24,26 @@ def wake_runs(run_ids: Iterable[object]) -> int:
     from runtime.jobs.engine import DRAIN
     from runtime.jobs.tasks import execute
 
-    ids = list(run_ids)
+    ids = [str(run_id) for run_id in run_ids]
     if len(ids) > 2:
-        ids = ids[:: max(1, len(ids) // (len(ids) // DRAIN + 2))][: len(ids) // DRAIN + 2]
-    sent = 0
-    for run_id in ids:
-        try:
-            execute.apply_async(args=[str(run_id)], retry=False)
-            sent += 1
-        except Exception as exc:  # broker unreachable: the sweeper re-sends
-            log.warning("jobs.wake_failed", run_id=str(run_id), error=type(exc).__name__)
-            break
-    return sent
+        wanted = len(ids) // DRAIN + 2
+        ids = ids[:: max(1, len(ids) // wanted)][:wanted]
+    return _send(execute, ids, "run_id")
 
 
 def wake_events(event_ids: Iterable[object]) -> int:
     from runtime.jobs.tasks import deliver
 
+    return _send(deliver, [int(event_id) for event_id in event_ids], "event_id")
+
+
+def _send(task, args: list, what: str) -> int:
     sent = 0
-    for event_id in event_ids:
+    for arg in args:
         try:
-            deliver.apply_async(args=[int(event_id)], retry=False)
+            task.apply_async(args=[arg], retry=False)
             sent += 1
-        except Exception as exc:
-            log.warning("jobs.wake_failed", event_id=event_id, error=type(exc).__name__)
+        except Exception as exc:  # broker unreachable: the sweeper re-sends
+            log.warning("jobs.wake_failed", **{what: arg}, error=type(exc).__name__)
             break
     return sent

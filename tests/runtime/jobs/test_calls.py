@@ -21,7 +21,7 @@ from django.db import connection
 
 from runtime.definition.build import build_fields
 from runtime.jobs.ai_output import check_output, output_instruction
-from runtime.jobs.calls import MAX_BODY_BYTES, StepFailed, ai_call, http_call, redact, tenant_secrets
+from runtime.jobs.calls import MAX_BODY_BYTES, StepFailed, ai_call, http_call, redact
 from tenants import ai as tenant_ai
 from tenants import secrets as tenant_secrets_service
 from tenants.models import AiUsage
@@ -485,7 +485,7 @@ def test_a_slow_model_times_out(configured, openai):
 
 
 def test_the_runner_reads_every_secret_decrypted(configured):
-    assert tenant_secrets(configured.id) == {"AI_API_KEY": SECRET}
+    assert tenant_secrets_service.secrets_for(configured.id) == {"AI_API_KEY": SECRET}
 
 
 def test_concurrent_usage_records_add_up(committed_tenants, alice):
