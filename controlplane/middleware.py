@@ -24,32 +24,41 @@ def _new_request_id() -> str:
     return uuid.UUID(int=random.getrandbits(128), version=4).hex
 
 
+def begin_request(request) -> float:
+    """Give the request its id and bind it for the request's log lines; the start time."""
+    # META, not request.headers: building the headers mapping costs more than this read
+    given = request.META.get("HTTP_X_REQUEST_ID", "")
+    request.request_id = given if _REQUEST_ID.match(given) else _new_request_id()
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=request.request_id)
+    return time.perf_counter()
+
+
+def end_request(request, response, started: float) -> None:
+    """The request's summary line, and its id on the response."""
+    # the line's processors (time stamp, context, redaction) only when it is written
+    if _stdlib_log.isEnabledFor(logging.INFO):
+        user = getattr(request, "user", None)
+        log.info(
+            "request",
+            method=request.method,
+            path=request.path,
+            status=response.status_code,
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            user=getattr(user, "pk", None) if user is not None and user.is_authenticated else None,
+        )
+    response["X-Request-ID"] = request.request_id
+    structlog.contextvars.clear_contextvars()
+
+
 class RequestContextMiddleware:
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
-        # META, not request.headers: building the headers mapping costs more than this read
-        given = request.META.get("HTTP_X_REQUEST_ID", "")
-        request_id = given if _REQUEST_ID.match(given) else _new_request_id()
-        request.request_id = request_id
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=request_id)
-        started = time.perf_counter()
+        started = begin_request(request)
         response = self.get_response(request)
-        # the line's processors (time stamp, context, redaction) only when it is written
-        if _stdlib_log.isEnabledFor(logging.INFO):
-            user = getattr(request, "user", None)
-            log.info(
-                "request",
-                method=request.method,
-                path=request.path,
-                status=response.status_code,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
-                user=getattr(user, "pk", None) if user is not None and user.is_authenticated else None,
-            )
-        response["X-Request-ID"] = request_id
-        structlog.contextvars.clear_contextvars()
+        end_request(request, response, started)
         return response
 
 

@@ -1,6 +1,42 @@
+"""The platform's WSGI application (gunicorn serves it; `make run`).
+
+Django's WSGI handler, except for data API paths (`/t/<slug>/...`), which go straight to
+`runtime.api.views.serve`: no middleware chain, no URL resolver (see that module). A data
+API answer then ends as Django's would: the `request_finished` signal closes connections
+that are broken or past their age, and the response's headers and cookies are sent.
+"""
+
 import os
 
+from django.core import signals
+from django.core.handlers.wsgi import WSGIHandler
 from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
-application = get_wsgi_application()
+
+
+class PlinthWSGIHandler(WSGIHandler):
+    def __call__(self, environ, start_response):
+        from runtime.api.views import DATA_API_PATH, serve
+
+        if DATA_API_PATH.fullmatch(environ.get("PATH_INFO", "")) is None:
+            return super().__call__(environ, start_response)
+        request = self.request_class(environ)
+        match = DATA_API_PATH.fullmatch(request.path_info)     # the path decoded as Django does
+        if match is None:
+            return super().__call__(environ, start_response)
+        try:
+            response = serve(request, *match.groups())
+        finally:
+            signals.request_finished.send(sender=self.__class__)
+        start_response(f"{response.status_code} {response.reason_phrase}", [
+            *response.items(), *(("Set-Cookie", c.OutputString()) for c in response.cookies.values())])
+        return [response.content]
+
+
+def _application() -> PlinthWSGIHandler:
+    get_wsgi_application()      # django.setup(), as Django's own entry does
+    return PlinthWSGIHandler()
+
+
+application = _application()

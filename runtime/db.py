@@ -119,24 +119,66 @@ def close_pools() -> None:
         _pools.clear()
 
 
-def _switch_params(tenant_id: str, claims: dict | None) -> tuple[str, str, str]:
+# ... and the same switch behind `plinth_api.tenant_guard` (tenants/migrations/0007): when a
+# request runs on the facts its worker remembers about the tenant and the key (runtime/api/
+# context.py), its first message checks them. The function in FROM runs (and its EXECUTE
+# right is checked, as plinth_runtime) before any set_config of the row; if a fact changed it
+# raises PLT01, the message's transaction aborts, and nothing of the request has run.
+_GUARDED_SWITCH = _SWITCH + " FROM plinth_api.tenant_guard(%s, %s, %s, %s, %s, %s)"
+TENANT_CHANGED = "PLT01"
+
+
+class TenantChanged(Exception):
+    """The facts a request was planned on (tenant, live version, key, signing secret) no
+    longer hold: nothing ran; the request must be looked up afresh and run again."""
+
+
+def _switch_params(tenant_id: str, claims: dict | None, guard: tuple | None = None) -> tuple:
     schema = schema_name(tenant_id)
-    return schema, json.dumps(claims or {}, separators=(",", ":")), schema
+    switch = (schema, json.dumps(claims or {}, separators=(",", ":")), schema)
+    return switch if guard is None else (*switch, *guard)
 
 
-_BEGIN_SWITCH = "BEGIN; " + _SWITCH
+def _switch(guard: tuple | None) -> str:
+    return _SWITCH if guard is None else _GUARDED_SWITCH
+
+
+def _changed(exc: psycopg.Error) -> bool:
+    return getattr(exc, "sqlstate", None) == TENANT_CHANGED
+
+
+def check_guard(guard: tuple) -> None:
+    """The guard alone, for a request that ended without a statement carrying it."""
+    with runtime_pool().connection() as conn:
+        try:
+            conn.execute("SELECT plinth_api.tenant_guard(%s, %s, %s, %s, %s, %s)", guard)
+        except psycopg.Error as exc:
+            if _changed(exc):
+                raise TenantChanged() from None
+            raise
+
+
+_BEGIN = "BEGIN; "
 
 
 @contextmanager
-def tenant_transaction(tenant_id: str, claims: dict | None = None) -> Iterator[psycopg.Connection]:
+def tenant_transaction(tenant_id: str, claims: dict | None = None,
+                       guard: tuple | None = None) -> Iterator[psycopg.Connection]:
     """One transaction under the tenant's role; commits on success, rolls back on error.
 
-    `BEGIN` and the switch are one message. Callers must not commit or roll back
-    themselves (savepoints, `conn.transaction()`, are fine)."""
-    params = _switch_params(tenant_id, claims)
+    `BEGIN` and the switch are one message (with `guard`, the arguments of
+    `plinth_api.tenant_guard`, checked first: `TenantChanged` if they no longer hold).
+    Callers must not commit or roll back themselves (savepoints, `conn.transaction()`,
+    are fine)."""
+    params = _switch_params(tenant_id, claims, guard)
     with runtime_pool().connection() as conn:
         try:
-            ClientCursor(conn).execute(_BEGIN_SWITCH, params, prepare=False)
+            try:
+                ClientCursor(conn).execute(_BEGIN + _switch(guard), params, prepare=False)
+            except psycopg.Error as exc:
+                if _changed(exc):
+                    raise TenantChanged() from None
+                raise
             yield conn
         except BaseException:
             _rollback(conn)
@@ -198,7 +240,8 @@ def _positional_form(query: str) -> tuple[str, tuple[str, ...]] | None:
     return result
 
 
-def tenant_statement(tenant_id: str, claims: dict | None, query: str, params: dict) -> tuple | None:
+def tenant_statement(tenant_id: str, claims: dict | None, query: str, params: dict,
+                     guard: tuple | None = None) -> tuple | None:
     """One statement in its own transaction under the tenant's role, in ONE message: the
     switch and the statement, run by Postgres as one implicit transaction (committed at
     its end, rolled back on an error; the switch's local settings end with it). The
@@ -208,39 +251,51 @@ def tenant_statement(tenant_id: str, claims: dict | None, query: str, params: di
     type fixed where it stands (`CAST(%(v)s AS uuid)`, `%(v)s::text`, a function's
     argument), as every statement the data API builds has: a bare `SELECT %(n)s` would
     answer text. A statement Postgres refuses to prepare (a type it cannot settle) runs
-    with server-side binding instead, from then on."""
-    switch = _switch_params(tenant_id, claims)
+    with server-side binding instead, from then on.
+
+    With `guard`, the guard runs first (`TenantChanged`: nothing ran)."""
+    switch = _switch_params(tenant_id, claims, guard)
     form = _positional_form(query)
     with runtime_pool().connection() as conn:
-        if form is not None:
-            fresh = query not in _reads(conn)     # the message prepares it
-            try:
-                return _execute_prepared(conn, switch, query, form, params)
-            except psycopg.Error as exc:
-                state = getattr(exc, "sqlstate", None) or ""
-                if state == "26000":              # a prepared statement gone: resync, send again
-                    _resync(conn)
-                    return _execute_prepared(conn, switch, query, form, params)
-                if not state.startswith("42") or conn.closed:
-                    raise
-                if fresh:                         # was it prepared before the error?
-                    _resync(conn)
-                # a statement Postgres could not analyse as prepared (or that is wrong either
-                # way): with server-side binding, whose error, if any, is the one to answer
-                row = _execute_bound(conn, switch, query, params)
-                _positional[query] = None
-                return row
-        return _execute_bound(conn, switch, query, params)
+        try:
+            return _tenant_statement(conn, switch, _switch(guard), query, form, params)
+        except psycopg.Error as exc:
+            if _changed(exc):
+                raise TenantChanged() from None
+            raise
 
 
-def _execute_bound(conn: psycopg.Connection, switch: tuple, query: str, params: dict):
+def _tenant_statement(conn: psycopg.Connection, switch: tuple, switch_sql: str, query: str, form, params: dict):
+    if form is None:
+        return _execute_bound(conn, switch, switch_sql, query, params)
+    fresh = query not in _reads(conn)     # the message prepares it
+    try:
+        return _execute_prepared(conn, switch, switch_sql, query, form, params)
+    except psycopg.Error as exc:
+        state = getattr(exc, "sqlstate", None) or ""
+        if state == "26000":              # a prepared statement gone: resync, send again
+            _resync(conn)
+            return _execute_prepared(conn, switch, switch_sql, query, form, params)
+        if fresh and not conn.closed:     # was it prepared before the error? (a guard's stops it)
+            _resync(conn)
+        if not state.startswith("42") or conn.closed:
+            raise
+        # a statement Postgres could not analyse as prepared (or that is wrong either
+        # way): with server-side binding, whose error, if any, is the one to answer
+        row = _execute_bound(conn, switch, switch_sql, query, params)
+        _positional[query] = None
+        return row
+
+
+def _execute_bound(conn: psycopg.Connection, switch: tuple, switch_sql: str, query: str, params: dict):
     with conn.pipeline():
-        conn.execute(_SWITCH, switch)
+        conn.execute(switch_sql, switch)
         cursor = conn.execute(query, params)
     return cursor.fetchone()
 
 
-def _execute_prepared(conn: psycopg.Connection, switch: tuple, query: str, form: tuple, params: dict):
+def _execute_prepared(conn: psycopg.Connection, switch: tuple, switch_sql: str, query: str, form: tuple,
+                      params: dict):
     reads = _reads(conn)
     text, names = form
     parts = []
@@ -251,10 +306,10 @@ def _execute_prepared(conn: psycopg.Connection, switch: tuple, query: str, form:
             parts.append(f"DEALLOCATE {old}")
         conn._plinth_read_number = number = getattr(conn, "_plinth_read_number", 0) + 1
         name = reads[query] = f"{_READ_PREFIX}{number}"
-        parts += [_SWITCH, f"PREPARE {name} AS {text}"]
+        parts += [switch_sql, f"PREPARE {name} AS {text}"]
     else:
         reads.move_to_end(query)
-        parts.append(_SWITCH)
+        parts.append(switch_sql)
     parts.append(f"EXECUTE {name}({', '.join(['%s'] * len(names))})" if names else f"EXECUTE {name}")
     cursor = ClientCursor(conn)
     cursor.execute("; ".join(parts), [*switch, *(params[n] for n in names)], prepare=False)

@@ -7,6 +7,9 @@ the roles this session created, so runs do not accumulate roles in a shared clus
 
 from __future__ import annotations
 
+import threading
+from types import SimpleNamespace
+
 import pytest
 from django.db import DatabaseError, connection, transaction
 from rest_framework.test import APIClient
@@ -16,6 +19,31 @@ from tenants.models import Tenant, User
 
 PASSWORD = "correct-horse-battery-staple-42"
 
+
+
+@pytest.fixture(scope="session")
+def platform_server(django_db_setup):
+    """The platform's WSGI application (controlplane.wsgi, what gunicorn serves: data API
+    paths without Django's middleware) on a loopback port, in threads of this process, as
+    Django's threaded development server runs it: `.url`. For tests driving the data API
+    with real clients; like `live_server`, it sees only committed rows."""
+    from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
+
+    from controlplane.wsgi import application
+
+    class QuietHandler(WSGIRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = ThreadedWSGIServer(("127.0.0.1", 0), QuietHandler, allow_reuse_address=False)
+    server.set_app(application)
+    thread = threading.Thread(target=server.serve_forever, name="platform-server", daemon=True)
+    thread.start()
+    try:
+        yield SimpleNamespace(url=f"http://127.0.0.1:{server.server_port}")
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def _tenant_roles(cur) -> set[str]:

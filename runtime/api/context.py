@@ -24,6 +24,7 @@ from controlplane.middleware import bind_tenant
 from runtime.api.backends import backend_for
 from runtime.api.errors import ApiError, not_found, unauthorized
 from runtime.compile import CompiledBackend
+from runtime.db import check_guard, tenant_statement, tenant_transaction
 from tenants.crypto import decrypt, sha256_hex
 from tenants.models import ApiKey, Tenant
 
@@ -71,6 +72,31 @@ class RequestContext:
     tenant: TenantInfo
     caller: Caller
     _backend: CompiledBackend | None = None
+    # the arguments of `plinth_api.tenant_guard` while the request runs on remembered facts
+    # that no statement has checked yet (see "Remembered facts" below)
+    guard: tuple | None = None
+
+    def take_guard(self) -> tuple | None:
+        """The guard for the request's next statement, once: the first statement that
+        carries it checks the facts the whole request was planned on (as the lookup did when
+        it ran before every request); later statements of the request need it no more."""
+        guard, self.guard = self.guard, None
+        return guard
+
+    def confirm(self) -> None:
+        """`TenantChanged` unless the remembered facts hold or were checked already (by a
+        statement of this request, or here)."""
+        guard = self.take_guard()
+        if guard is not None:
+            check_guard(guard)
+
+    def transaction(self):
+        """`tenant_transaction` under this tenant's role, as this caller."""
+        return tenant_transaction(self.tenant.id, self.caller.db_claims(), self.take_guard())
+
+    def statement(self, query: str, params: dict) -> tuple | None:
+        """`tenant_statement` (one message) under this tenant's role, as this caller."""
+        return tenant_statement(self.tenant.id, self.caller.db_claims(), query, params, self.take_guard())
 
     @property
     def backend(self) -> CompiledBackend:
@@ -159,16 +185,75 @@ def _prepare_lookup(cur) -> None:
     connection._plinth_lookup_on = connection.connection
 
 
+def _key_hash(raw_key: str | None) -> str:
+    return sha256_hex(raw_key) if raw_key and len(raw_key) <= 2000 else ""
+
+
 def _lookup(slug: str, raw_key: str | None) -> tuple[TenantInfo, str | None]:
-    key_hash = sha256_hex(raw_key) if raw_key and len(raw_key) <= 2000 else ""
+    key_hash = _key_hash(raw_key)
     row = _lookup_row(key_hash, slug)
     if row is None:
         raise not_found(f"No tenant '{slug}'.", code="PGRST000")
     tenant_id, slug, status, secret, live, kind = row
     if status != Tenant.Status.ACTIVE:
         raise ApiError(503, "PGRST002", f"Tenant '{slug}' is suspended.")
+    if kind is not None:      # a request without a live key is refused: nothing to remember
+        _remember((slug, key_hash), row)
     bind_tenant(slug)
     return TenantInfo(tenant_id, slug, status, live, _secret(secret)), kind
+
+
+# Remembered facts ------------------------------------------------------------------------
+#
+# The lookup above costs a round trip on a connection of its own before every request. A
+# worker process remembers what it found for each (slug, key) instead, and the request's
+# first statement checks it in the same message (`plinth_api.tenant_guard`, runtime/db.py):
+# a push, a key rotation or revocation, a new signing secret or a suspension still counts
+# from the next request on, as with the lookup, and a request planned on outdated facts
+# runs nothing: it is looked up afresh and run again (`remembered_context`). A request that
+# ends without a statement is checked on its own before it is answered (`confirm`).
+
+_MAX_REMEMBERED = 10_000
+_remembered: dict[tuple[str, str], tuple] = {}
+
+
+def _remember(key: tuple[str, str], row: tuple) -> None:
+    if len(_remembered) >= _MAX_REMEMBERED:
+        _remembered.clear()
+    _remembered[key] = row
+
+
+def _remembered_key(request, slug: str) -> tuple[str, str]:
+    apikey = request.META.get("HTTP_APIKEY") or request.GET.get("apikey")
+    if not apikey:
+        scheme, _, value = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+        apikey = value.strip() if scheme.lower() == "bearer" else ""
+    return slug, _key_hash(apikey)
+
+
+def forget(request, slug: str) -> None:
+    """Drop what this process remembers for the request's tenant and key."""
+    _remembered.pop(_remembered_key(request, slug), None)
+
+
+def remembered_context(request, slug: str) -> RequestContext | None:
+    """The request's context on remembered facts, with the guard that checks them; None when
+    this process has none for the tenant and key (`request_context` then looks them up)."""
+    key = _remembered_key(request, slug)
+    row = _remembered.get(key)
+    if row is None:
+        return None
+    tenant_id, slug, status, secret, live, kind = row
+    bind_tenant(slug)
+    tenant = TenantInfo(tenant_id, slug, status, live, _secret(secret))
+    guard = (slug, key[1], tenant_id, live, kind, bytes(secret or b""))
+    context = RequestContext(tenant, Caller("anon"), guard=guard)
+    try:
+        context.caller = authenticate(request, tenant, kind)
+    except ApiError:
+        context.confirm()     # a refusal on outdated facts (a new signing secret) is not one
+        raise
+    return context
 
 
 def resolve_tenant(slug: str) -> TenantInfo:

@@ -50,7 +50,6 @@ from runtime.api.request import (
 from runtime.api.resource import Relationship, Resource, resources_of
 from runtime.api.respond import read_response
 from runtime.compile.backend import ROW_ALIAS
-from runtime.db import tenant_statement
 from runtime.migrations.tables import SEARCH_COLUMN, SEARCH_CONFIG
 
 DEFAULT_MAX_ROWS = 1000      # Supabase's default `max_rows`: a list never answers more
@@ -555,7 +554,7 @@ def caller_error(exc: psycopg.Error) -> ApiError:
 def execute_read(context, query, params: dict, count: bool) -> tuple[str | None, int, int | None]:
     """Run the one statement under the tenant's role: (body, rows in the page, total)."""
     try:
-        row = tenant_statement(context.tenant.id, context.caller.db_claims(), query, params)
+        row = context.statement(query, params)
     except PoolTimeout:   # before psycopg.Error, which it is too: busy, not broken
         raise ApiError(503, "PGRST003", "The database is busy; retry the request.",
                        headers={"Retry-After": "1"}) from None

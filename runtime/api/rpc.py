@@ -24,7 +24,6 @@ from runtime.api.integrity import WriteSession
 from runtime.api.steps import ExpressionCache, StepRunner
 from runtime.jobs.outbox import jsonable
 from runtime.api.transitions import fire
-from runtime.db import tenant_transaction
 from runtime.definition.model import Field
 from runtime.expressions import types as T
 
@@ -131,7 +130,7 @@ def handle(request, context, name: str):
             if entity not in backend.entities or transition not in backend.entities[entity].transitions:
                 raise not_found(f"No transition '{name}'.", code="PGRST202")
             validate_input({"id": Field("id", "uuid", "", required=True)}, body)
-            with tenant_transaction(context.tenant.id, caller.db_claims()) as conn:
+            with context.transaction() as conn:
                 session = WriteSession(conn, backend, caller)
                 runner = StepRunner(conn, backend, session, caller.auth, {})
                 fire(runner, entity, transition, body["id"], check_access=True)
@@ -145,7 +144,7 @@ def handle(request, context, name: str):
                             hint=f"Actions: {', '.join(backend.actions) or 'none'}.")
         given = validate_input(dict(action.input), body)
         exprs = ExpressionCache.of(backend)
-        with tenant_transaction(context.tenant.id, caller.db_claims()) as conn:
+        with context.transaction() as conn:
             session = WriteSession(conn, backend, caller, enforce_access=False)
             runner = StepRunner(conn, backend, session, caller.auth, given)
             if not caller.is_service:

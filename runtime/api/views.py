@@ -1,16 +1,34 @@
-"""The data API's one Django view: routes `/t/<slug>/<rest>` to the stage handlers, turns
-every failure into PostgREST's error shape, and never answers a traceback.
+"""The data API's entry: routes `/t/<slug>/<rest>` to the stage handlers, turns every
+failure into PostgREST's error shape, and never answers a traceback.
+
+`serve` is a data API request from start to answer, as the platform's WSGI handler
+(controlplane/wsgi.py) runs it: without Django's middleware chain and URL resolver, whose
+work for a data API request was a third of the request (sessions, users, messages and
+CSRF mean nothing here; the handler and resolver cost by themselves). What the middleware
+did for these paths, `serve` does: the request id and log line, the ALLOWED_HOSTS check,
+the security middleware's headers and HTTPS redirect. `data_api`, the Django view, answers
+the same through Django's own path (its test client, and any path the WSGI handler does
+not take).
 
 Handlers are looked up by route; a route whose handler is not built yet answers 501.
 """
 
 from __future__ import annotations
 
+import re
+
 import structlog
+from django.core.exceptions import DisallowedHost
 from django.http import HttpResponse
+from django.middleware.clickjacking import XFrameOptionsMiddleware
+from django.middleware.security import SecurityMiddleware
 from django.views.decorators.csrf import csrf_exempt
 
+from controlplane.middleware import begin_request, end_request
+
+from runtime.api.context import forget, remembered_context, request_context
 from runtime.api.errors import ApiError
+from runtime.db import TenantChanged
 
 log = structlog.get_logger("plinth.data_api")
 
@@ -70,8 +88,35 @@ def data_api(request, slug: str, rest: str = ""):
         response = HttpResponse(status=204)
     else:
         response = _answer(request, slug, rest)
+    return _with_cors(response)
+
+
+def _with_cors(response: HttpResponse) -> HttpResponse:
     for key, value in CORS_HEADERS.items():
         response[key] = value
+    return response
+
+
+# `/t/<slug>/<rest>` as the URL patterns have it (Django's `slug` converter); `rest` may be empty
+DATA_API_PATH = re.compile(r"/t/([-a-zA-Z0-9_]+)/(.*)", re.DOTALL)
+# The middleware whose work a data API answer needs, called by hand (settings read once)
+_security = SecurityMiddleware(lambda request: None)
+_frames = XFrameOptionsMiddleware(lambda request: None)
+
+
+def serve(request, slug: str, rest: str) -> HttpResponse:
+    """A data API request without Django's handler: see the module's docstring."""
+    started = begin_request(request)
+    try:
+        request.get_host()       # ALLOWED_HOSTS, as CommonMiddleware checks it
+        response = _security.process_request(request) or data_api(request, slug, rest)
+    except DisallowedHost:
+        response = _with_cors(ApiError(400, "PGRST000", "The Host header names no host this server answers to.")
+                              .response())
+    response = _frames.process_response(request, _security.process_response(request, response))
+    if not response.has_header("Content-Length"):     # as CommonMiddleware sets it
+        response.headers["Content-Length"] = str(len(response.content))
+    end_request(request, response, started)
     return response
 
 
@@ -86,8 +131,32 @@ def _auth_shaped(error: ApiError) -> ApiError:
     return AuthError(error.status, code, error.message, headers=error.headers)
 
 
+# Routes served on the facts a worker remembers about the tenant and key (runtime/api/
+# context.py, "Remembered facts"). Not auth: its handlers count login attempts and send
+# nothing of theirs to run again.
+REMEMBERING = frozenset({"rest", "rpc", "openapi"})
+
+
+def _on_remembered_facts(request, slug: str, handler, name: str):
+    """The handler on remembered facts, checked by the request's first statement or, when it
+    had none (or was refused), before the answer; on outdated facts (nothing ran) it is run
+    again on facts looked up afresh."""
+    try:
+        context = remembered_context(request, slug)     # checks the facts itself if it refuses
+        if context is not None:
+            try:
+                response = handler(request, context, name)
+            except ApiError:
+                context.confirm()
+                raise
+            context.confirm()
+            return response
+    except TenantChanged:
+        forget(request, slug)
+    return handler(request, request_context(request, slug), name)
+
+
 def _answer(request, slug: str, rest: str):
-    from runtime.api.context import request_context
 
     kind, name = _route(rest)
     try:
@@ -100,8 +169,9 @@ def _answer(request, slug: str, rest: str):
             handler = None
         if handler is None:
             raise ApiError(501, "PGRST501", f"{kind} endpoints are not available yet.")
-        context = request_context(request, slug)
-        return handler(request, context, name)
+        if kind in REMEMBERING:
+            return _on_remembered_facts(request, slug, handler, name)
+        return handler(request, request_context(request, slug), name)
     except ApiError as error:
         return (_auth_shaped(error) if kind == "auth" else error).response()
     except Exception:  # a bug: logged with the request id, answered without details

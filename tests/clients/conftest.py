@@ -1,11 +1,11 @@
 """Fixtures for driving a tenant with the real, unchanged Supabase clients over HTTP.
 
-The tenants are committed (`committed_tenants`) so the live server, a thread of this
+The tenants are committed (`committed_tenants`) so the platform server, a thread of this
 process with connections of its own, sees them; the clients call
-`<live_server.url>/t/<slug>` with the tenant's anon or service key, as an app would. The
+`<platform_server.url>/t/<slug>` with the tenant's anon or service key, as an app would. The
 client scripts (supabase_js.mjs, supabase_py.py) refuse any request beyond loopback.
 
-Passwords are hashed with cheap argon2 parameters (the live server is in this process, so
+Passwords are hashed with cheap argon2 parameters (the platform server is in this process, so
 the patch reaches it); the production hasher is tested in tests/runtime/auth.
 """
 
@@ -46,7 +46,7 @@ def cheap_hashes(monkeypatch):
 
 
 @pytest.fixture
-def client_tenant(committed_tenants, django_user_model, live_server):
+def client_tenant(committed_tenants, django_user_model, platform_server):
     """client_tenant("todo") -> ClientTenant: a committed tenant with examples/<name>.yaml
     pushed, served by the live server."""
     owner = django_user_model.objects.create_user(f"owner-{uuid.uuid4().hex[:8]}@example.com",
@@ -57,7 +57,7 @@ def client_tenant(committed_tenants, django_user_model, live_server):
         result = definition_push(tenant=tenant, source=(EXAMPLES / f"{example}.yaml").read_text(),
                                  content_type="application/yaml", actor=services.Actor(owner))
         assert result.status == "applied", result.as_dict()
-        return ClientTenant(tenant, f"{live_server.url}/t/{tenant.slug}", keys["anon"], keys["service"])
+        return ClientTenant(tenant, f"{platform_server.url}/t/{tenant.slug}", keys["anon"], keys["service"])
 
     return make
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from django.test import Client
+from platform_client import PlatformClient as Client
 from psycopg import sql
 
 from runtime.api.context import issue_access_token, resolve_tenant

@@ -9,7 +9,7 @@ import textwrap
 import uuid
 from pathlib import Path
 
-from django.test import Client
+from platform_client import PlatformClient as Client
 
 from runtime.api.context import issue_access_token, resolve_tenant
 from runtime.db import tenant_transaction

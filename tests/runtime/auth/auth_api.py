@@ -8,7 +8,7 @@ import json
 import textwrap
 from pathlib import Path
 
-from django.test import Client
+from platform_client import PlatformClient as Client
 
 ROOT = Path(__file__).resolve().parents[3]
 TODO = (ROOT / "examples" / "todo.yaml").read_text()

@@ -33,17 +33,17 @@ def _run(command: list[str], env: dict | None = None) -> str:
 
 
 @pytest.mark.skipif(not SUPABASE_PY, reason="supabase_auth not installed and PLINTH_SUPABASE_PY not set")
-def test_supabase_py(make_api, live_server):
+def test_supabase_py(make_api, platform_server):
     api = make_api("py-client")
     out = _run([SUPABASE_PY, str(HERE / "supabase_py_check.py"),
-                f"{live_server.url}/t/{api.tenant.slug}", api.keys["anon"], api.keys["service"]])
+                f"{platform_server.url}/t/{api.tenant.slug}", api.keys["anon"], api.keys["service"]])
     assert "supabase-py ok" in out
 
 
 @pytest.mark.skipif(not AUTH_JS or not shutil.which("node"),
                     reason="node, or @supabase/auth-js (npm ci in tests/clients, or PLINTH_AUTH_JS), missing")
-def test_auth_js(make_api, live_server):
+def test_auth_js(make_api, platform_server):
     api = make_api("js-client")
-    out = _run(["node", str(HERE / "auth_js_check.mjs"), f"{live_server.url}/t/{api.tenant.slug}",
+    out = _run(["node", str(HERE / "auth_js_check.mjs"), f"{platform_server.url}/t/{api.tenant.slug}",
                 api.keys["anon"], api.keys["service"]], env={"NODE_PATH": AUTH_JS})
     assert "auth-js ok" in out

@@ -1,0 +1,129 @@
+"""A worker remembers what it looked up about a tenant and a key, and each request's first
+statement checks it (`plinth_api.tenant_guard`): a push, a key rotation or revocation, a new
+signing secret or a suspension counts from the very next request, on every path (a read, a
+write, an rpc, a request that never reaches the database), and a request planned on outdated
+facts changes nothing."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from runtime.api import context as api_context
+from runtime.db import TenantChanged, check_guard, tenant_transaction
+from tenants import services
+from tenants.crypto import sha256_hex
+from tenants.models import Tenant
+
+from api_tenants import SERVICE, example
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+NOTES = example("todo") + """\
+  Note:
+    fields:
+      text: {type: string}
+    access:
+      read: "true"
+"""
+
+
+def remembered(api, key: str) -> tuple | None:
+    """What this process remembers for the tenant and a key."""
+    return api_context._remembered.get((api.slug, sha256_hex(key)))
+
+
+def test_a_second_request_does_not_look_the_tenant_up(api_tenant, django_assert_num_queries):
+    api = api_tenant("todo")
+    assert api.get("Todo", as_=SERVICE).status_code == 200
+    assert remembered(api, api.keys["service"])
+    # the lookup goes through Django's connection (recorded here); remembered facts do not
+    with django_assert_num_queries(0):
+        assert api.get("Todo", as_=SERVICE).status_code == 200
+
+
+def test_a_push_is_served_from_the_next_request(api_tenant):
+    api = api_tenant("todo")
+    assert api.get("Note", as_=SERVICE).status_code == 404
+    assert api.get("Todo", as_=SERVICE).status_code == 200
+    api.push(NOTES)
+    # planned on the remembered version, the request would answer 404 (no such entity)
+    response = api.get("Note", as_=SERVICE)
+    assert response.status_code == 200, response.content
+    assert response.json() == []
+
+
+def test_a_suspended_tenant_is_refused_from_the_next_request_and_nothing_is_written(api_tenant):
+    api = api_tenant("todo")
+    ann = api.user("ann@example.com", role="member")
+    assert api.post("Todo", {"title": "first"}, as_=ann).status_code == 201
+    assert api.get("Todo", as_=ann).status_code == 200
+    services.tenant_update(tenant=api.tenant, actor=services.Actor(api.owner), status=Tenant.Status.SUSPENDED)
+    assert api.get("Todo", as_=ann).status_code == 503
+    response = api.post("Todo", {"title": "second"}, as_=ann)
+    assert response.status_code == 503, response.content
+    assert [row["title"] for row in api.rows("Todo")] == ["first"]
+    services.tenant_update(tenant=api.tenant, actor=services.Actor(api.owner), status=Tenant.Status.ACTIVE)
+    assert api.get("Todo", as_=ann).status_code == 200
+
+
+def test_a_rotated_key_is_refused_from_the_next_request_on_every_route(api_tenant):
+    api = api_tenant("todo")
+    old = api.keys["anon"]
+    for path in ("Todo", "/t/{slug}/rest/v1/"):
+        assert api.get(path.format(slug=api.slug), as_={"apikey": old}).status_code == 200
+    new = services.key_rotate(tenant=api.tenant, kind="anon", actor=services.Actor(api.owner))
+    # a read (checked by its statement), the OpenAPI document (no statement: checked alone),
+    # an unknown entity (an error before any statement) and an rpc
+    for path in ("Todo", "/t/{slug}/rest/v1/", "Nothing"):
+        response = api.get(path.format(slug=api.slug), as_={"apikey": old})
+        assert response.status_code == 401, (path, response.content)
+    assert api.post(f"/t/{api.slug}/rest/v1/rpc/nothing", {}, as_={"apikey": old}).status_code == 401
+    assert api.get("Todo", as_={"apikey": new}).status_code == 200
+
+
+def test_a_new_signing_secret_counts_at_once_both_ways(api_tenant):
+    api = api_tenant("todo")
+    ann = api.user("ann@example.com", role="member")
+    assert api.get("Todo", as_=ann).status_code == 200
+    services.auth_secret_rotate(tenant=api.tenant, actor=services.Actor(api.owner))
+    fresh = api_context.resolve_tenant(api.slug)
+    token, _ = api_context.issue_access_token(fresh, user_id=ann.id, email=ann.email, role="member")
+    headers = {"apikey": api.keys["anon"], "Authorization": f"Bearer {token}"}
+    # the new token would fail against the remembered secret: it is checked, and accepted
+    assert api.get("Todo", as_=headers).status_code == 200
+    # and the old one is refused
+    assert api.get("Todo", as_=ann).status_code == 401
+
+
+def test_the_guard_refuses_every_outdated_fact(api_tenant):
+    api = api_tenant("todo")
+    assert api.get("Todo").status_code == 200
+    key_hash = sha256_hex(api.keys["anon"])
+    tenant_id, slug, _status, secret, live, kind = remembered(api, api.keys["anon"])
+    good = (slug, key_hash, tenant_id, live, kind, bytes(secret))
+    check_guard(good)
+    wrong = [
+        ("other-slug", *good[1:]),
+        (slug, "0" * 64, *good[2:]),
+        (slug, key_hash, "aaaaaaaaaaaa", *good[3:]),
+        (*good[:3], live + 1, *good[4:]),
+        (*good[:4], "service", good[5]),
+        (*good[:5], b"not the secret"),
+    ]
+    for guard in wrong:
+        with pytest.raises(TenantChanged):
+            check_guard(guard)
+
+
+def test_tenant_roles_cannot_call_or_see_the_guard(api_tenant):
+    api = api_tenant("todo")
+    for statement in ("SELECT plinth_api.tenant_guard('a', 'b', 'c', 1, 'anon', ''::bytea)",
+                      "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+                      " WHERE n.nspname = 'plinth_api' AND has_function_privilege(p.oid, 'EXECUTE')"):
+        try:
+            with tenant_transaction(api.tenant.id) as conn:
+                found = conn.execute(statement).fetchone()
+        except psycopg.errors.InsufficientPrivilege:
+            continue
+        assert found == (0,), statement
