@@ -35,7 +35,6 @@ from runtime.api.read import Params, caller_error, conditions_sql
 from runtime.api.request import ApiRequest, Column, Filter, Star
 from runtime.api.resource import resource_of
 from runtime.compile.backend import CompiledBackend, CompiledEntity
-from runtime.db import tenant_transaction
 
 MAX_ROWS = 10_000
 MAX_JSON_DEPTH = 64
@@ -57,7 +56,7 @@ def handle_write(request, context, entity_name: str) -> HttpResponse:
     plan = plan_write(api, backend, entity, body)
     for attempt in range(ATTEMPTS):
         try:
-            with tenant_transaction(context.tenant.id, context.caller.db_claims()) as conn:
+            with context.transaction() as conn:
                 session = WriteSession(conn, backend, context.caller)
                 written = execute(session, plan)
                 session.finish()
