@@ -18,7 +18,9 @@ Filter(field=FieldRef(name='done', json_path=()), op='is', value='true', negated
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Iterable
+from urllib.parse import parse_qsl
 
 from runtime.api.errors import ApiError, bad_request
 from runtime.api.request import (
@@ -249,7 +251,7 @@ def parse_filter(key: str, value: str, *, quoted: bool = False) -> Filter:
     ...
     runtime.api.errors.ApiError: "failed to parse filter (5)"
     """
-    field = _field_of(key)
+    field = _field_cached(key)
     return _operation(field, value, quoted=quoted)
 
 
@@ -622,7 +624,7 @@ def parse_query(method: str, items: list[tuple[str, str]], headers=None) -> ApiR
     columns = on_conflict = None
     for key, value in items:
         if key == "select":
-            select = parse_select(value)
+            select = _select_cached(value)
         elif key == "columns":
             columns = parse_columns(value)
         elif key == "on_conflict":
@@ -630,11 +632,11 @@ def parse_query(method: str, items: list[tuple[str, str]], headers=None) -> ApiR
         elif key not in RESERVED_KEYS:
             embedded = _embed_key(key)
             if embedded and embedded[1] == "order":
-                orders[embedded[0]] = parse_order(value)
+                orders[embedded[0]] = _order_cached(value)
             elif embedded and embedded[1] in ("limit", "offset"):
                 (limits if embedded[1] == "limit" else offsets)[embedded[0]] = parse_count(value, embedded[1])
         elif key == "order":
-            orders[()] = parse_order(value)
+            orders[()] = _order_cached(value)
         elif key in ("limit", "offset"):
             (limits if key == "limit" else offsets)[()] = parse_count(value, key)
     ranges = {path: Range(offsets.get(path, 0), limits.get(path)) for path in set(limits) | set(offsets)}
@@ -648,8 +650,8 @@ def parse_query(method: str, items: list[tuple[str, str]], headers=None) -> ApiR
         conditions=parse_conditions(items),
         orders=tuple(orders.items()),
         ranges=tuple(ranges.items()),
-        preferences=parse_prefer([prefer] if prefer else []),
-        single=parse_accept(headers.get("Accept")),
+        preferences=_prefer_cached(prefer or ""),
+        single=_accept_cached(headers.get("Accept")),
         columns=columns,
         on_conflict=on_conflict,
     )
@@ -677,15 +679,44 @@ class MetaHeaders:
         return self.meta.get(key, default)
 
 
-def parse_request(request) -> ApiRequest:
-    """A Django request as an `ApiRequest`."""
-    from django.core.exceptions import SuspiciousOperation
+# The parts of a request that repeat from one request to the next (a select list, an order,
+# a filter's field, the Prefer and Accept headers) are parsed once per worker; their results
+# are immutable. Refusals raise, and are not remembered.
+_CACHED = 1024
+_select_cached = lru_cache(_CACHED)(parse_select)
+_order_cached = lru_cache(_CACHED)(parse_order)
+_field_cached = lru_cache(_CACHED)(_field_of)
+_accept_cached = lru_cache(64)(parse_accept)
 
+
+@lru_cache(256)
+def _prefer_cached(header: str) -> Preferences:
+    return parse_prefer([header] if header else [])
+
+
+def query_items(request) -> list[tuple[str, str]]:
+    """The query string's (key, value) pairs in order, decoded as Django's `request.GET`
+    decodes them (UTF-8 with replacement, at most DATA_UPLOAD_MAX_NUMBER_FIELDS of them),
+    without building its QueryDict."""
+    from django.conf import settings
+
+    raw = request.META.get("QUERY_STRING", "")
     try:
-        items = [(key, value) for key, values in request.GET.lists() for value in values]
-    except SuspiciousOperation as exc:   # too many parameters, and the like
-        raise bad_request(f"The query string is not acceptable: {exc}") from None
+        text = raw.encode("iso-8859-1").decode()      # WSGI's str is the bytes as Latin-1
+    except UnicodeError:
+        text = raw
+    try:
+        items = parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="replace",
+                          max_num_fields=settings.DATA_UPLOAD_MAX_NUMBER_FIELDS)
+    except ValueError:
+        raise bad_request("The query string is not acceptable: it has too many parameters "
+                          f"(at most {settings.DATA_UPLOAD_MAX_NUMBER_FIELDS}).") from None
     for key, value in items:
         if "\x00" in key or "\x00" in value:
             raise bad_request("The query string contains a NUL character.")
-    return parse_query(request.method, items, MetaHeaders(request.META))
+    return items
+
+
+def parse_request(request) -> ApiRequest:
+    """A Django request as an `ApiRequest`."""
+    return parse_query(request.method, query_items(request), MetaHeaders(request.META))

@@ -205,3 +205,38 @@ def test_it_answers_406_for_media_types_it_cannot_produce():
 def test_docstring_examples_run(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0
+
+
+def request_for(query_string: str):
+    from django.test import RequestFactory
+
+    return RequestFactory().get("/t/x/rest/v1/Todo", QUERY_STRING=query_string)
+
+
+def test_the_query_string_is_read_as_django_reads_it():
+    from django.http import QueryDict
+
+    for qs in ("select=*&title=eq.caf%C3%A9&a=&b", "title=eq.%ff%fe", "x=1&x=2&y=%20+z", "a.b=eq.1;c"):
+        expected = [(k, v) for k, vs in QueryDict(qs.encode("iso-8859-1")).lists() for v in vs]
+        assert sorted(grammar.query_items(request_for(qs))) == sorted(expected), qs
+
+
+def test_too_many_parameters_or_a_nul_are_refused_with_400(settings):
+    settings.DATA_UPLOAD_MAX_NUMBER_FIELDS = 10
+    with pytest.raises(ApiError) as refused:
+        grammar.parse_request(request_for("&".join(f"f{n}=eq.{n}" for n in range(11))))
+    assert refused.value.status == 400 and "at most 10" in refused.value.message
+    assert grammar.parse_request(request_for("&".join(f"f{n}=eq.{n}" for n in range(10)))).conditions
+    with pytest.raises(ApiError) as refused:
+        grammar.parse_request(request_for("title=eq.a%00b"))
+    assert refused.value.status == 400
+
+
+def test_parts_parsed_once_are_the_same_answer_and_refusals_are_not_remembered():
+    first = parse("select=id,title&order=due.desc&title=eq.a", Prefer="count=exact")
+    again = parse("select=id,title&order=due.desc&title=eq.b", Prefer="count=exact")
+    assert first.select is again.select and first.orders == again.orders
+    assert again.conditions[0][1].value == "b"
+    for _ in range(2):
+        with pytest.raises(ApiError):
+            parse("select=id,,title")
