@@ -2,13 +2,16 @@
 
 Django's WSGI handler, except for data API paths (`/t/<slug>/...`), which go straight to
 `runtime.api.views.serve`: no middleware chain, no URL resolver (see that module). A data
-API answer then ends as Django's would: the `request_finished` signal closes connections
-that are broken or past their age, and the response's headers and cookies are sent.
+API answer then ends as Django's would, less what does not apply: connections that are
+broken or past their age are closed (`close_old_connections`, what `request_finished` is
+for; its other receivers close cache clients, which Django's Redis cache keeps open anyway,
+and reset a URL conf, which nothing set here), and the response's headers and cookies
+are sent.
 """
 
 import os
 
-from django.core import signals
+from django.db import close_old_connections
 from django.core.handlers.wsgi import WSGIHandler
 from django.core.wsgi import get_wsgi_application
 
@@ -28,7 +31,7 @@ class PlinthWSGIHandler(WSGIHandler):
         try:
             response = serve(request, *match.groups())
         finally:
-            signals.request_finished.send(sender=self.__class__)
+            close_old_connections()
         start_response(f"{response.status_code} {response.reason_phrase}", [
             *response.items(), *(("Set-Cookie", c.OutputString()) for c in response.cookies.values())])
         return [response.content]

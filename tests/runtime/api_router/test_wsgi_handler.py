@@ -6,16 +6,20 @@ unchanged, and its answers must be Django's path's answers."""
 from __future__ import annotations
 
 import json
+import time
+from contextlib import nullcontext
+from unittest.mock import patch
 
 import pytest
 from django.core import signals
 from django.db import close_old_connections
 from django.test import Client, RequestFactory, override_settings
 
+from controlplane import wsgi
 from controlplane.wsgi import application
 
 
-def call(path: str, method: str = "GET", **extra) -> tuple[int, dict[str, str], bytes]:
+def call(path: str, method: str = "GET", keep_connection: bool = True, **extra) -> tuple[int, dict[str, str], bytes]:
     """The WSGI application called as gunicorn calls it: (status, headers, body)."""
     environ = RequestFactory()._base_environ(PATH_INFO=path, REQUEST_METHOD=method, **extra)
     seen = {}
@@ -24,12 +28,14 @@ def call(path: str, method: str = "GET", **extra) -> tuple[int, dict[str, str], 
         seen["status"], seen["headers"] = status, headers
 
     # as Django's test client does: closing "old" connections at the end of the request would
-    # close the test's own, inside its transaction
+    # close the test's own, inside its transaction (Django's path: the signal; the data
+    # API's: the handler's own call)
     signals.request_finished.disconnect(close_old_connections)
     try:
-        chunks = application(environ, start_response)
-        body = b"".join(chunks)
-        getattr(chunks, "close", lambda: None)()
+        with patch.object(wsgi, "close_old_connections", lambda: None) if keep_connection else nullcontext():
+            chunks = application(environ, start_response)
+            body = b"".join(chunks)
+            getattr(chunks, "close", lambda: None)()
     finally:
         signals.request_finished.connect(close_old_connections)
     headers = {}
@@ -97,3 +103,13 @@ def test_other_paths_reach_django(db):
     assert status == 301 and headers["location"] == "/t/acme/"
     status, _, _ = call("/login")
     assert status == 200
+
+
+def test_connections_past_their_age_are_closed_after_a_data_api_request(transactional_db):
+    from django.db import connection
+
+    connection.ensure_connection()
+    connection.close_at = time.monotonic() - 1       # CONN_MAX_AGE is over
+    status, _, _ = call("/t/nope/rest/v1/Todo", keep_connection=False)
+    assert status == 404
+    assert connection.connection is None
