@@ -119,12 +119,13 @@ def close_pools() -> None:
         _pools.clear()
 
 
-# ... and the same switch behind `plinth_api.tenant_guard` (tenants/migrations/0007): when a
-# request runs on the facts its worker remembers about the tenant and the key (runtime/api/
-# context.py), its first message checks them. The function in FROM runs (and its EXECUTE
-# right is checked, as plinth_runtime) before any set_config of the row; if a fact changed it
-# raises PLT01, the message's transaction aborts, and nothing of the request has run.
-_GUARDED_SWITCH = _SWITCH + " FROM plinth_api.tenant_guard(%s, %s, %s, %s, %s, %s)"
+# ... and, first, `plinth_api.tenant_guard` (tenants/migrations/0007): when a request runs on
+# the facts its worker remembers about the tenant and the key (runtime/api/context.py), its
+# first message checks them, as plinth_runtime, before the switch; if a fact changed it
+# raises PLT01, the message's transaction aborts, and nothing of the request has run. (Its
+# own statement: a prepared statement that switches the role cannot name plinth_api, which
+# Postgres then checks again as the tenant's role.)
+_GUARD = "SELECT plinth_api.tenant_guard(%s, %s, %s, %s, %s, %s)"
 TENANT_CHANGED = "PLT01"
 
 
@@ -134,13 +135,36 @@ class TenantChanged(Exception):
 
 
 def _switch_params(tenant_id: str, claims: dict | None, guard: tuple | None = None) -> tuple:
+    """The values of the switch's statements: the guard's (if any), then the switch's."""
     schema = schema_name(tenant_id)
     switch = (schema, json.dumps(claims or {}, separators=(",", ":")), schema)
-    return switch if guard is None else (*switch, *guard)
+    return switch if guard is None else (*guard, *switch)
 
 
-def _switch(guard: tuple | None) -> str:
-    return _SWITCH if guard is None else _GUARDED_SWITCH
+# The guard and the switch as each pooled connection prepares them on first use
+# (`_switch_parts`), among its prepared reads (`_reads`, keyed by their text): in a simple
+# query, Postgres parses and plans the switch on every request, which cost it about twice
+# the prepared switch's EXECUTE.
+_GUARD_TYPES = "(text, text, text, integer, text, bytea)"
+_SWITCH_TYPES = "(text, text, text)"
+
+
+def _switch_parts(conn: psycopg.Connection, guarded: bool) -> tuple[list[str], bool]:
+    """The parts of a message that check the guard (if `guarded`) and switch, values as `%s`:
+    each statement's PREPARE on its first use on this connection, and its EXECUTE; and
+    whether a PREPARE is among them."""
+    parts: list[str] = []
+    fresh_any = False
+    statements = ((_GUARD, _GUARD_TYPES), (_SWITCH, _SWITCH_TYPES))
+    for text, types in statements if guarded else statements[1:]:
+        name, fresh = _prepared_name(conn, text, parts)
+        count = text.count("%s")
+        if fresh:
+            fresh_any = True
+            body = text % tuple(f"${n}" for n in range(1, count + 1))
+            parts.append(f"PREPARE {name}{types} AS {body}")
+        parts.append(f"EXECUTE {name}({', '.join(['%s'] * count)})")
+    return parts, fresh_any
 
 
 def _changed(exc: psycopg.Error) -> bool:
@@ -173,17 +197,31 @@ def tenant_transaction(tenant_id: str, claims: dict | None = None,
     params = _switch_params(tenant_id, claims, guard)
     with runtime_pool().connection() as conn:
         try:
-            try:
-                ClientCursor(conn).execute(_BEGIN + _switch(guard), params, prepare=False)
-            except psycopg.Error as exc:
-                if _changed(exc):
-                    raise TenantChanged() from None
-                raise
+            _begin(conn, guard is not None, params)
             yield conn
         except BaseException:
             _rollback(conn)
             raise
         conn.commit()
+
+
+def _begin(conn: psycopg.Connection, guarded: bool, params: tuple) -> None:
+    """`BEGIN` and the switch, one message; once more if the connection lost its prepared
+    switch (psycopg deallocates every prepared statement after a rollback)."""
+    for attempt in (1, 2):
+        parts, fresh = _switch_parts(conn, guarded)
+        try:
+            ClientCursor(conn).execute(_BEGIN + "; ".join(parts), params, prepare=False)
+            return
+        except psycopg.Error as exc:
+            lost = getattr(exc, "sqlstate", None) == "26000"
+            if (fresh or lost) and not conn.closed:
+                _rollback(conn)
+                _resync(conn)
+            if _changed(exc):
+                raise TenantChanged() from None
+            if not lost or attempt == 2:
+                raise
 
 
 def _rollback(conn: psycopg.Connection) -> None:
@@ -258,61 +296,73 @@ def tenant_statement(tenant_id: str, claims: dict | None, query: str, params: di
     form = _positional_form(query)
     with runtime_pool().connection() as conn:
         try:
-            return _tenant_statement(conn, switch, _switch(guard), query, form, params)
+            return _tenant_statement(conn, switch, query, form, params)
         except psycopg.Error as exc:
             if _changed(exc):
                 raise TenantChanged() from None
             raise
 
 
-def _tenant_statement(conn: psycopg.Connection, switch: tuple, switch_sql: str, query: str, form, params: dict):
+def _tenant_statement(conn: psycopg.Connection, switch: tuple, query: str, form, params: dict):
     if form is None:
-        return _execute_bound(conn, switch, switch_sql, query, params)
-    fresh = query not in _reads(conn)     # the message prepares it
+        return _execute_bound(conn, switch, query, params)
     try:
-        return _execute_prepared(conn, switch, switch_sql, query, form, params)
+        return _execute_prepared(conn, switch, query, form, params)
     except psycopg.Error as exc:
         state = getattr(exc, "sqlstate", None) or ""
         if state == "26000":              # a prepared statement gone: resync, send again
             _resync(conn)
-            return _execute_prepared(conn, switch, switch_sql, query, form, params)
-        if fresh and not conn.closed:     # was it prepared before the error? (a guard's stops it)
-            _resync(conn)
+            return _execute_prepared(conn, switch, query, form, params)
         if not state.startswith("42") or conn.closed:
             raise
         # a statement Postgres could not analyse as prepared (or that is wrong either
         # way): with server-side binding, whose error, if any, is the one to answer
-        row = _execute_bound(conn, switch, switch_sql, query, params)
+        row = _execute_bound(conn, switch, query, params)
         _positional[query] = None
         return row
 
 
-def _execute_bound(conn: psycopg.Connection, switch: tuple, switch_sql: str, query: str, params: dict):
+def _execute_bound(conn: psycopg.Connection, switch: tuple, query: str, params: dict):
     with conn.pipeline():
-        conn.execute(switch_sql, switch)
+        if len(switch) > 3:
+            conn.execute(_GUARD, switch[:-3])
+        conn.execute(_SWITCH, switch[-3:])
         cursor = conn.execute(query, params)
     return cursor.fetchone()
 
 
-def _execute_prepared(conn: psycopg.Connection, switch: tuple, switch_sql: str, query: str, form: tuple,
-                      params: dict):
+def _prepared_name(conn: psycopg.Connection, key: str, parts: list[str]) -> tuple[str, bool]:
+    """The name `key` (a read's SQL text, or a switch's key) is prepared under on this
+    connection, most recently used now, and whether it is new: the message must then carry
+    its PREPARE. A new name evicts the least recently used one (its DEALLOCATE added to
+    `parts`)."""
     reads = _reads(conn)
+    name = reads.get(key)
+    if name is not None:
+        reads.move_to_end(key)
+        return name, False
+    if len(reads) >= READS_PER_CONNECTION:
+        _, old = reads.popitem(last=False)
+        parts.append(f"DEALLOCATE {old}")
+    conn._plinth_read_number = number = getattr(conn, "_plinth_read_number", 0) + 1
+    name = reads[key] = f"{_READ_PREFIX}{number}"
+    return name, True
+
+
+def _execute_prepared(conn: psycopg.Connection, switch: tuple, query: str, form: tuple, params: dict):
     text, names = form
-    parts = []
-    name = reads.get(query)
-    if name is None:
-        if len(reads) >= READS_PER_CONNECTION:
-            _, old = reads.popitem(last=False)
-            parts.append(f"DEALLOCATE {old}")
-        conn._plinth_read_number = number = getattr(conn, "_plinth_read_number", 0) + 1
-        name = reads[query] = f"{_READ_PREFIX}{number}"
-        parts += [switch_sql, f"PREPARE {name} AS {text}"]
-    else:
-        reads.move_to_end(query)
-        parts.append(switch_sql)
+    parts, fresh_switch = _switch_parts(conn, len(switch) > 3)
+    name, fresh = _prepared_name(conn, query, parts)
+    if fresh:
+        parts.append(f"PREPARE {name} AS {text}")
     parts.append(f"EXECUTE {name}({', '.join(['%s'] * len(names))})" if names else f"EXECUTE {name}")
     cursor = ClientCursor(conn)
-    cursor.execute("; ".join(parts), [*switch, *(params[n] for n in names)], prepare=False)
+    try:
+        cursor.execute("; ".join(parts), [*switch, *(params[n] for n in names)], prepare=False)
+    except psycopg.Error:
+        if (fresh or fresh_switch) and not conn.closed:   # did the PREPAREs run before the error?
+            _resync(conn)
+        raise
     while cursor.nextset():
         pass
     return cursor.fetchone()
