@@ -91,9 +91,13 @@ def data_api(request, slug: str, rest: str = ""):
     return _with_cors(response)
 
 
+# ... as Django's ResponseHeaders stores them (lower-cased name -> (name, value)): these
+# constant, valid headers are added to every answer without `__setitem__`'s checks of each
+_CORS_STORE = {key.lower(): (key, value) for key, value in CORS_HEADERS.items()}
+
+
 def _with_cors(response: HttpResponse) -> HttpResponse:
-    for key, value in CORS_HEADERS.items():
-        response[key] = value
+    response.headers._store.update(_CORS_STORE)
     return response
 
 
