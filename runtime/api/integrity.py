@@ -25,6 +25,14 @@ Each write runs in this order; the order is what makes the guarantees hold:
 `finish()` evaluates each touched invariant once, for all its anchor rows, so that steps
 of one action may pass through a broken state (add a line, then fix the total).
 
+Round trips cost more than these small statements take to run, so statements that need no
+answer before the next one are sent together (psycopg's pipeline mode: still one statement
+after another, each with its own snapshot): an insert's anchor locks go with the INSERT.
+A caller that writes once and then finishes (the data API: `single_write`) also gets the
+invariants that insert touches evaluated right behind it, in the same round trip, when the
+INSERT itself answers the rule and the checks: their answers (403, 422) still come first,
+and `finish()` does not evaluate those anchors again unless another write came after.
+
 The service key skips access rules only: checks, the state machine and invariants hold
 for every caller. Errors are `ApiError`s in PostgREST's shape; raising one inside
 `tenant_transaction` rolls everything back.
@@ -42,7 +50,7 @@ from psycopg import sql
 
 from runtime.jobs.outbox import Outbox
 from runtime.api.errors import ApiError, bad_request, forbidden
-from runtime.compile.backend import CompiledBackend, CompiledEntity
+from runtime.compile.backend import CompiledBackend, CompiledEntity, CompiledInvariant
 from runtime.compile.events import Trigger
 
 SYSTEM_FIELDS = ("id", "created_at", "updated_at")
@@ -61,6 +69,8 @@ class _Default:
 DEFAULT = _Default()  # a value meaning "the column's default"
 
 Where = tuple[sql.Composable, Mapping[str, Any]]  # a predicate over alias `r`, its parameters
+# `json.loads(text, parse_float=Decimal)` builds a decoder on every call: one, made once
+_ROW_DECODER = json.JSONDecoder(parse_float=Decimal)
 
 
 @dataclass(frozen=True)
@@ -73,7 +83,7 @@ class StoredRow:
 
     @classmethod
     def parse(cls, text: str) -> "StoredRow":
-        return cls(text, json.loads(text, parse_float=Decimal))
+        return cls(text, _ROW_DECODER.decode(text))
 
     @property
     def id(self) -> str:
@@ -144,17 +154,18 @@ def _ids_param(ids: Iterable[Any]) -> list[str]:
 # Statements, rendered once ----------------------------------------------------------------
 #
 # Composing a statement with psycopg's `sql` module and rendering it costs more than a
-# small statement takes to run, so each is rendered once: per entity and shape (the key
-# holds the CompiledEntity, whose compiled rules the text contains), or per names only.
+# small statement takes to run, so each is rendered once: per entity or invariant and shape
+# (the key holds the CompiledEntity or CompiledInvariant, whose compiled rules the text
+# contains), or per names only.
 
 _MAX_STATEMENTS = 4096
 _STATEMENTS: dict[tuple, tuple[Any, Any]] = {}
 
 
-def _statement(ent: CompiledEntity, shape: tuple, compose) -> str:
+def _statement(ent: CompiledEntity | CompiledInvariant, shape: tuple, compose) -> str:
     key = (id(ent),) + shape
     found = _STATEMENTS.get(key)
-    if found is None or found[0] is not ent:     # (an id can be reused once its entity is gone)
+    if found is None or found[0] is not ent:     # (an id can be reused once its object is gone)
         if len(_STATEMENTS) >= _MAX_STATEMENTS:
             _STATEMENTS.clear()
         found = _STATEMENTS[key] = (ent, compose().as_string(None))
@@ -171,6 +182,29 @@ def _named_statement(key: tuple, compose) -> str:
             _NAMED.clear()
         text = _NAMED[key] = compose().as_string(None)
     return text
+
+
+def _invariant_query(invariant: CompiledInvariant, ids: list[str] | None, auth) -> tuple[str, dict]:
+    """The query answering an anchor row of `invariant` that breaks it (any, LIMIT 1), among
+    `ids` (None: every anchor row), and its parameters.
+
+    One anchor (the common case: a write reaching one parent row) is `r.id = <uuid>`, not
+    `= ANY(<array>)`: Postgres estimates an array parameter at ten elements, so a generic
+    plan of the ANY form looks ten times dearer than a custom plan for one id, and the
+    prepared statement would be planned afresh on every execution."""
+    shape = "every" if ids is None else "one" if len(ids) == 1 else "some"
+    query = _statement(invariant, ("invariant", shape), lambda: sql.SQL(
+        "SELECT {}.id FROM {} AS {} WHERE {} AND NOT {} LIMIT 1").format(
+        ALIAS, sql.Identifier(invariant.anchor), ALIAS,
+        {"every": sql.SQL("true"), "one": sql.SQL("{}.id = %(_id)s::uuid").format(ALIAS),
+         "some": sql.SQL("{}.id = ANY(%(_ids)s::uuid[])").format(ALIAS)}[shape],
+        invariant.rule.sql.sql))
+    params = invariant.rule.sql.bind(auth=auth)
+    if shape == "one":
+        params["_id"] = ids[0]       # type: ignore[index]
+    elif shape == "some":
+        params["_ids"] = ids
+    return query, params
 
 
 # Errors ---------------------------------------------------------------------------------
@@ -219,6 +253,13 @@ class WriteSession:
     _locked: dict[str, set[str]] = field(default_factory=dict)       # entity -> locked ids
     _locked_all: set[str] = field(default_factory=set)
     outbox: Outbox = field(default_factory=Outbox)                  # runs and events, after commit: wake()
+    # A hint from a caller that makes one write and then calls finish() (the data API): the
+    # invariants an insert touches are then evaluated in its round trip, right behind it, and
+    # finish() does not evaluate them again. Correct either way: any later write makes
+    # finish() evaluate them again (`_touch` forgets what was evaluated).
+    single_write: bool = False
+    # invariant -> anchor ids (None: every anchor) evaluated since the last write
+    _verified: dict[str, set[str] | None] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.enforce_access is None:
@@ -238,27 +279,44 @@ class WriteSession:
             raise access_denied(ent.name, "create", None)
         self._refuse_system(ent, rows, allow_id=True)
         self._refuse_initial_state(ent, rows)
-        self._touch(entity, rows)                      # anchors the new values point at: lock first
+        # anchors the new values point at: locked first, by statements sent in the INSERT's
+        # round trip, ahead of it
+        ahead = self._touch(entity, rows, defer=True)
         operation = "create" if self.enforce_access else None
         # One row: the access rule and the checks are answered by the INSERT itself when
         # they read no rows of this entity (which the statement's own snapshot could not
         # show them); see `_verify_in_insert`.
         folded = len(rows) == 1 and self._verify_in_insert(ent, operation)
+        verify_after = not folded and self._verifies(ent, operation)
+        # The session's last write (see `single_write`) whose rule and checks the INSERT answers
+        # (or that has none): the invariants it touches are evaluated right behind it, in the
+        # same round trip; their answers count once the rule and the checks have answered.
+        behind = self._invariant_checks() if self.single_write and not verify_after else []
         stored: list[StoredRow] = []
         verdicts = []
+        error = None
         for start in range(0, len(rows), BATCH):
+            last = start + BATCH >= len(rows)
             # the rows and their audit rows in one statement (see `_insert_sql`)
             query, params = self._insert_sql(ent, rows[start:start + BATCH], missing_default,
                                              operation if folded else False)
-            for result in self.conn.execute(query, params).fetchall():
+            results, error = self._run(ahead + [(query, params)] + ([(q, p) for _, _, q, p in behind] if last else []))
+            inserted = results[len(ahead)]
+            if inserted is None:        # a lock or the INSERT failed: nothing after it ran
+                raise error         # type: ignore[misc]
+            for result in inserted:
                 stored.append(StoredRow.parse(result[0]))
                 if folded:
                     verdicts.append(result[1])
+            ahead = []
         if folded:
             self._verdicts(ent, operation, verdicts)
-        else:
+        elif verify_after:
             self._verify(ent, operation, [row.id for row in stored])
+        if error is not None:       # an invariant's evaluation failed (after the rule and checks held)
+            raise error
         self._touch(entity, [row.data for row in stored])
+        self._settle(behind, results[len(results) - len(behind):])
         return self._record([Written(entity, "insert", None, row) for row in stored], audited=True)
 
     def update(self, entity: str, where: Where, values: Mapping[str, Any]) -> list[Written]:
@@ -327,28 +385,67 @@ class WriteSession:
 
     def finish(self) -> None:
         """Evaluate every invariant the writes touched, for every affected anchor row
-        (already locked), then hand the events to the outbox. Raises 409 on a failure."""
-        for name in sorted(set(self._pending) | self._pending_all):
-            invariant = self.backend.invariants[name]
-            rule = invariant.rule.sql
-            every = name in self._pending_all
-            if every:
-                params = {}
-            else:
-                ids = _ids_param(self._pending[name])
-                if not ids:
-                    continue
-                params = {"_ids": ids}
-            query = sql.SQL("SELECT {}.id FROM {} AS {} WHERE {} AND NOT {} LIMIT 1").format(
-                ALIAS, sql.Identifier(invariant.anchor), ALIAS,
-                sql.SQL("true") if every else sql.SQL("{}.id = ANY(%(_ids)s::uuid[])").format(ALIAS), rule.sql)
-            if self.conn.execute(query, {**rule.bind(auth=self.auth), **params}).fetchone():
+        (already locked) not evaluated since the last write, then hand the events to the
+        outbox. Raises 409 on a failure."""
+        for name, _ids, query, params in self._invariant_checks():
+            if self.conn.execute(query, params).fetchone():
                 raise invariant_failed(self.backend, name)
         listened = self.backend.events.listened
         record_events(self.outbox, [w for w in self.written if w.event in listened])
         self.outbox.flush(self.conn, self.backend)
         self._pending.clear()
         self._pending_all.clear()
+        self._verified.clear()
+
+    def _invariant_checks(self) -> list[tuple[str, list[str] | None, str, dict]]:
+        """(invariant, anchor ids or None for all, query, parameters) for each invariant the
+        writes touched, over its anchors not evaluated since the last write."""
+        checks = []
+        for name in sorted(set(self._pending) | self._pending_all):
+            if name in self._pending_all:
+                if name in self._verified and self._verified[name] is None:
+                    continue    # every anchor row evaluated since the last write
+                ids = None
+            else:
+                done = self._verified.get(name, ())
+                ids = [i for i in _ids_param(self._pending[name]) if i not in done]
+                if not ids:
+                    continue
+            checks.append((name, ids, *_invariant_query(self.backend.invariants[name], ids, self.auth)))
+        return checks
+
+    def _settle(self, checks: list, results: list) -> None:
+        """The answers of `_invariant_checks` evaluated after the last write (in its round
+        trip): 409 for the first broken one; the others need not be evaluated again by
+        `finish()` unless another write comes first (`_touch` forgets them)."""
+        for (name, ids, _query, _params), rows in zip(checks, results):
+            if rows:
+                raise invariant_failed(self.backend, name)
+            if ids is None:
+                self._verified[name] = None
+            else:
+                self._verified.setdefault(name, set()).update(ids)  # type: ignore[union-attr]
+
+    def _run(self, statements: list[tuple[str, Mapping[str, Any]]]) -> tuple[list[list | None], Exception | None]:
+        """Run statements in order in one round trip (psycopg's pipeline mode): each one's
+        rows (None for one that did not run), and the first error, if any (the statements
+        after it did not run; the transaction is then aborted)."""
+        if len(statements) == 1:
+            query, params = statements[0]
+            return [self.conn.execute(query, params).fetchall()], None
+        cursors = []
+        error = None
+        try:
+            with self.conn.pipeline():
+                for query, params in statements:
+                    cursors.append(self.conn.execute(query, params))
+        except Exception as exc:     # psycopg.Error, raised when the pipeline is synced
+            error = exc
+        results: list[list | None] = []
+        for cursor in cursors:
+            results.append(cursor.fetchall() if cursor.pgresult is not None else None)
+        results += [None] * (len(statements) - len(results))
+        return results, error
 
     # helpers ----------------------------------------------------------------------------
 
@@ -489,6 +586,10 @@ class WriteSession:
             found = _STATEMENTS[key] = (ent, not any(table in expr.as_string(None) for expr in exprs))
         return found[1]
 
+    def _verifies(self, ent: CompiledEntity, operation: str | None) -> bool:
+        """Whether `_verify` has anything to evaluate for written rows of `ent`."""
+        return (operation is not None and operation in ent.access) or bool(ent.checks)
+
     def _verdicts(self, ent: CompiledEntity, operation: str | None, verdicts: Sequence[Any]) -> None:
         """`_verify`'s answers from the INSERT's verdicts: 403 if the rule denied a row, else
         422 naming the first check a row breaks."""
@@ -546,29 +647,31 @@ class WriteSession:
                 raise access_denied(ent.name, operation, None)
         if rule is None and not ent.checks:
             return
-        params: dict[str, Any] = {"_ids": list(ids)}
+        one = len(ids) == 1       # `r.id = <id>`: a generic plan (see `_invariant_query`)
+        params: dict[str, Any] = {"_id": ids[0]} if one else {"_ids": list(ids)}
         if rule is not None:
             params.update(rule.sql.bind(auth=self.auth))
         for check in ent.checks:
             params.update(check.rule.sql.bind(auth=self.auth))
-        query = _statement(ent, ("verify", operation), lambda: self._verify_composed(ent, rule))
+        query = _statement(ent, ("verify", operation, one), lambda: self._verify_composed(ent, rule, one))
         is_denied, row = self.conn.execute(query, params).fetchone()
         if is_denied:
             raise access_denied(ent.name, operation, rule.path)  # type: ignore[union-attr]
         if row is not None:
             self._check_failed(ent, row)
 
-    def _verify_composed(self, ent: CompiledEntity, rule) -> sql.Composable:
+    def _verify_composed(self, ent: CompiledEntity, rule, one: bool) -> sql.Composable:
         table = sql.Identifier(ent.name)
+        matched = sql.SQL("{}.id = %(_id)s::uuid" if one else "{}.id = ANY(%(_ids)s::uuid[])").format(ALIAS)
         denied: sql.Composable = sql.SQL("false")
         if rule is not None:
-            denied = sql.SQL("EXISTS (SELECT 1 FROM {} AS {} WHERE {}.id = ANY(%(_ids)s::uuid[]) AND NOT {})").format(
-                table, ALIAS, ALIAS, rule.sql.sql)
+            denied = sql.SQL("EXISTS (SELECT 1 FROM {} AS {} WHERE {} AND NOT {})").format(
+                table, ALIAS, matched, rule.sql.sql)
         failed: sql.Composable = sql.SQL("NULL::boolean[]")
         if ent.checks:
             passes = [check.rule.sql.sql for check in ent.checks]
-            failed = sql.SQL("(SELECT ARRAY[{}] FROM {} AS {} WHERE {}.id = ANY(%(_ids)s::uuid[]) AND NOT ({}) LIMIT 1)").format(
-                sql.SQL(", ").join(passes), table, ALIAS, ALIAS, sql.SQL(" AND ").join(passes))
+            failed = sql.SQL("(SELECT ARRAY[{}] FROM {} AS {} WHERE {} AND NOT ({}) LIMIT 1)").format(
+                sql.SQL(", ").join(passes), table, ALIAS, matched, sql.SQL(" AND ").join(passes))
         # OFFSET 0 keeps `denied` evaluated once; CASE evaluates the checks only when allowed
         return sql.SQL("SELECT d.denied, CASE WHEN d.denied THEN NULL ELSE {} END "
                        "FROM (SELECT {} AS denied OFFSET 0) AS d").format(failed, denied)
@@ -626,8 +729,13 @@ class WriteSession:
 
     # invariants: which anchors a write reaches, and their locks -------------------------
 
-    def _touch(self, entity: str, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Note and lock the anchors of every invariant these rows (old or new values) reach."""
+    def _touch(self, entity: str, rows: Sequence[Mapping[str, Any]], defer: bool = False) -> list[tuple[str, dict]]:
+        """Note and lock the anchors of every invariant these rows (old or new values) reach.
+        With `defer`, the anchor locks are returned, to be run before anything else (the
+        caller sends them with its write, in one round trip), rather than run here.
+
+        A write: invariants evaluated before it must be evaluated again."""
+        self._verified.clear()
         to_lock: dict[str, set[str]] = {}
         for trigger in self.backend.events.invariants_by_entity.get(entity, ()):
             anchor = self.backend.invariants[trigger.invariant].anchor
@@ -638,8 +746,15 @@ class WriteSession:
             ids = self._reach(trigger, rows)
             self._pending.setdefault(trigger.invariant, set()).update(ids)
             to_lock.setdefault(anchor, set()).update(ids)
+        deferred = []
         for anchor in sorted(to_lock):
-            self._lock(anchor, to_lock[anchor])
+            statement = self._lock_statement(anchor, to_lock[anchor])
+            if statement is not None:
+                if defer:
+                    deferred.append(statement)
+                else:
+                    self.conn.execute(*statement)
+        return deferred
 
     def _reach(self, trigger: Trigger, rows: Sequence[Mapping[str, Any]]) -> set[str]:
         """The anchor ids the rows reach through the trigger's hops (see runtime/compile/events.py)."""
@@ -671,18 +786,27 @@ class WriteSession:
 
     def _lock(self, entity: str, ids: Iterable[str]) -> None:
         """Lock these rows FOR UPDATE, in id order (writers of one anchor queue, not deadlock)."""
+        statement = self._lock_statement(entity, ids)
+        if statement is not None:
+            self.conn.execute(*statement)
+
+    def _lock_statement(self, entity: str, ids: Iterable[str]) -> tuple[str, dict] | None:
+        """`_lock`'s statement for the rows not locked yet (None: none), noted as locked:
+        the caller runs it before anything else."""
         if entity in self._locked_all:
-            return
+            return None
         locked = self._locked.setdefault(entity, set())
         fresh = [i for i in _ids_param(ids) if i not in locked]
-        if fresh:
-            self.conn.execute(
-                _named_statement(("lock", entity), lambda: sql.SQL(
-                    "SELECT 1 FROM {} WHERE id = ANY(%(_ids)s::uuid[]) ORDER BY id FOR UPDATE").format(
-                    sql.Identifier(entity))),
-                {"_ids": fresh},
-            )
-            locked.update(fresh)
+        if not fresh:
+            return None
+        locked.update(fresh)
+        if len(fresh) == 1:     # (a list parameter costs psycopg twice what a uuid does)
+            return _named_statement(("lock one", entity), lambda: sql.SQL(
+                "SELECT 1 FROM {} WHERE id = %(_id)s::uuid FOR UPDATE").format(
+                sql.Identifier(entity))), {"_id": fresh[0]}
+        return _named_statement(("lock", entity), lambda: sql.SQL(
+            "SELECT 1 FROM {} WHERE id = ANY(%(_ids)s::uuid[]) ORDER BY id FOR UPDATE").format(
+            sql.Identifier(entity))), {"_ids": fresh}
 
     def _lock_all(self, entity: str) -> None:
         # An invariant reading a whole entity (`Membership.exists(...)`) can be affected at

@@ -57,7 +57,7 @@ def handle_write(request, context, entity_name: str) -> HttpResponse:
     for attempt in range(ATTEMPTS):
         try:
             with context.transaction() as conn:
-                session = WriteSession(conn, backend, context.caller)
+                session = WriteSession(conn, backend, context.caller, single_write=True)
                 written = execute(session, plan)
                 session.finish()
                 payload = None
@@ -87,6 +87,11 @@ def _no_constant(name: str):
     raise ValueError(f"{name} is not a JSON number")
 
 
+# Decimals stay exact; NaN and Infinity are not JSON. Made once: `json.loads` with options
+# builds a decoder on every call.
+_BODY_DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=_no_constant)
+
+
 def read_body(request) -> Any:
     try:
         raw = request.body
@@ -95,8 +100,8 @@ def read_body(request) -> Any:
     if not raw.strip():
         raise bad_request("The request needs a JSON body.", code="PGRST102")
     try:
-        # Decimals stay exact; NaN and Infinity are not JSON.
-        return json.loads(raw, parse_float=Decimal, parse_constant=_no_constant)
+        # as `json.loads` reads bytes: UTF-8, -16 or -32, found from the first bytes
+        return _BODY_DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError included
         raise bad_request("The request body is not valid JSON.", details=str(exc)[:200], code="PGRST102")
 

@@ -20,6 +20,7 @@ import hashlib
 import re
 import uuid
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Mapping
 
 from psycopg import sql
@@ -75,16 +76,24 @@ class CompiledExpr:
         A row (`record`, a binding made by `as`, `input.order`) may be given as a mapping
         with an `id` or as the id itself. Missing values are NULL.
         """
-        roots = dict(bindings or {})
-        roots.update(auth=auth, input=input or {}, event=event, secrets=secrets or {},
-                     record=record)
         values = dict(self.params)
-        for path in sorted(self.needs, key=path_name):
-            value = resolve(roots, path)
-            if path in self.dyn_needs and value is not None:
-                value = Jsonb(value)
-            values[path_name(path)] = value
+        if self._needed:
+            roots = dict(bindings or {})
+            roots.update(auth=auth, input=input or {}, event=event, secrets=secrets or {},
+                         record=record)
+            for path, name, dynamic in self._needed:
+                value = resolve(roots, path)
+                if dynamic and value is not None:
+                    value = Jsonb(value)
+                values[name] = value
         return values
+
+    @cached_property
+    def _needed(self) -> tuple[tuple[tuple[str | int, ...], str, bool], ...]:
+        """(path, placeholder name, dynamic) of each runtime value, in name order: worked out
+        once per expression, not on every `bind` (the expression is compiled once per
+        backend and bound on every request)."""
+        return tuple((path, path_name(path), path in self.dyn_needs) for path in sorted(self.needs, key=path_name))
 
     def as_string(self, context: Any = None) -> str:
         return self.sql.as_string(context)
