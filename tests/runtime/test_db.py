@@ -83,6 +83,18 @@ def test_prepared_statements_lost_by_the_connection_are_prepared_again(two_tenan
         assert sorted(db._reads(conn).values()) == sorted(n for n in names if n.startswith("plinth_r"))
 
 
+def test_a_transaction_whose_prepared_switch_was_lost_prepares_it_again(two_tenants, one_connection):
+    a, _ = two_tenants
+    with tenant_transaction(a.id) as conn:
+        assert conn.execute("SELECT current_user::text").fetchone() == (f"t_{a.id}",)
+    with db.runtime_pool().connection() as conn:
+        conn.execute("DEALLOCATE ALL")       # what psycopg does after a rollback
+    with tenant_transaction(a.id, {"sub": "x"}) as conn:
+        assert conn.execute("SELECT current_user::text, current_setting('request.jwt.claims')").fetchone() == \
+            (f"t_{a.id}", '{"sub":"x"}')
+    assert _leftovers()[:2] == ("plinth_runtime", "")
+
+
 def test_a_connection_keeps_a_bounded_number_of_prepared_reads(two_tenants, one_connection, monkeypatch):
     a, _ = two_tenants
     monkeypatch.setattr(db, "READS_PER_CONNECTION", 3)
