@@ -102,6 +102,8 @@ def runtime_pool() -> ConnectionPool:
                     conninfo,
                     min_size=1,
                     max_size=int(getattr(settings, "RUNTIME_POOL_SIZE", 10)),
+                    # how long a request waits for a connection before it answers 503
+                    timeout=float(getattr(settings, "RUNTIME_POOL_TIMEOUT", 30)),
                     open=True,
                     name="plinth-runtime",
                     # transactions are begun by hand (`tenant_transaction`), in one round

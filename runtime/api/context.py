@@ -14,17 +14,20 @@ Callers:
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import jwt
 import psycopg
 from django.db import DatabaseError, connection
+from psycopg_pool import PoolTimeout
 
 from controlplane.middleware import bind_tenant
 from runtime.api.backends import backend_for
 from runtime.api.errors import ApiError, not_found, unauthorized
 from runtime.compile import CompiledBackend
-from runtime.db import check_guard, tenant_statement, tenant_transaction
+from runtime.db import TenantChanged, check_guard, tenant_statement, tenant_transaction
 from tenants.crypto import decrypt, sha256_hex
 from tenants.models import ApiKey, Tenant
 
@@ -76,27 +79,35 @@ class RequestContext:
     # that no statement has checked yet (see "Remembered facts" below)
     guard: tuple | None = None
 
-    def take_guard(self) -> tuple | None:
-        """The guard for the request's next statement, once: the first statement that
-        carries it checks the facts the whole request was planned on (as the lookup did when
-        it ran before every request); later statements of the request need it no more."""
-        guard, self.guard = self.guard, None
-        return guard
+    # The first statement that carries the guard checks the facts the whole request was
+    # planned on (as the lookup did when it ran before every request); once its message has
+    # run, later statements of the request need it no more. Until then (no connection to be
+    # had, say) it stays pending, and `confirm` checks it before the answer.
 
     def confirm(self) -> None:
         """`TenantChanged` unless the remembered facts hold or were checked already (by a
-        statement of this request, or here)."""
-        guard = self.take_guard()
-        if guard is not None:
-            check_guard(guard)
+        statement of this request, or here). When they cannot be checked now (the runtime's
+        pool is busy), the request is answered on a fresh lookup instead, as if they had
+        changed."""
+        if self.guard is not None:
+            try:
+                check_guard(self.guard)
+            except PoolTimeout:
+                raise TenantChanged() from None
+            self.guard = None
 
-    def transaction(self):
+    @contextmanager
+    def transaction(self) -> Iterator[psycopg.Connection]:
         """`tenant_transaction` under this tenant's role, as this caller."""
-        return tenant_transaction(self.tenant.id, self.caller.db_claims(), self.take_guard())
+        with tenant_transaction(self.tenant.id, self.caller.db_claims(), self.guard) as conn:
+            self.guard = None
+            yield conn
 
     def statement(self, query: str, params: dict) -> tuple | None:
         """`tenant_statement` (one message) under this tenant's role, as this caller."""
-        return tenant_statement(self.tenant.id, self.caller.db_claims(), query, params, self.take_guard())
+        row = tenant_statement(self.tenant.id, self.caller.db_claims(), query, params, self.guard)
+        self.guard = None
+        return row
 
     @property
     def backend(self) -> CompiledBackend:

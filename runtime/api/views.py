@@ -150,7 +150,9 @@ def _on_remembered_facts(request, slug: str, handler, name: str):
         if context is not None:
             try:
                 response = handler(request, context, name)
-            except ApiError:
+            except TenantChanged:
+                raise
+            except Exception:   # an answer (or a failure) on facts that may be outdated
                 context.confirm()
                 raise
             context.confirm()

@@ -146,3 +146,55 @@ def test_remembered_reads_run_their_guard_and_statement_prepared(api_tenant):
     reads = [text for text in db._positional if '"Todo"' in text and "done" in text]
     # none fell back to server-side binding (as a guard refused under the tenant's role did)
     assert reads and all(db._positional[text] is not None for text in reads)
+
+
+def test_a_deleted_tenant_answers_as_a_fresh_lookup_would_not_500(api_tenant):
+    from runtime.api import backends
+
+    api = api_tenant("todo")
+    assert api.get("Todo", as_=SERVICE).status_code == 200
+    backends._cache.clear()         # its compiled backend evicted (an LRU of 256 per worker)
+    services.tenant_delete(tenant=api.tenant, actor=services.Actor(api.owner))
+    for path in ("Todo", f"/t/{api.slug}/rest/v1/"):
+        for _ in range(2):
+            response = api.get(path, as_=SERVICE)
+            assert response.status_code == 404, (path, response.content)
+
+
+@pytest.fixture
+def busy_pool(settings):
+    """A runtime pool of one connection that gives up waiting after 0.3 s; `hold()` takes it."""
+    from contextlib import contextmanager
+
+    from runtime import db
+
+    settings.RUNTIME_POOL_SIZE = 1
+    settings.RUNTIME_POOL_TIMEOUT = 0.3
+    db.close_pools()
+
+    @contextmanager
+    def hold():
+        with db.runtime_pool().connection():
+            yield
+
+    yield hold
+    db.close_pools()
+
+
+def test_with_the_pool_busy_outdated_facts_are_never_answered_on(api_tenant, busy_pool):
+    api = api_tenant("todo")
+    old = {"apikey": api.keys["anon"]}
+    assert api.get("Todo", as_=old).status_code == 200
+    new = {"apikey": services.key_rotate(tenant=api.tenant, kind="anon", actor=services.Actor(api.owner))}
+    with busy_pool():
+        # the read gets no connection, so its guard never ran: the old key is refused on a
+        # fresh lookup, not answered "busy" on facts nobody checked
+        response = api.get("Todo", as_=old)
+        assert response.status_code == 401, response.content
+    openapi = f"/t/{api.slug}/rest/v1/"
+    assert api.get(openapi, as_=new).status_code == 200
+    with busy_pool():
+        # no statement, and no connection to check the facts with: answered on a fresh lookup
+        assert api.get(openapi, as_=new).status_code == 200
+        response = api.get("Todo", as_=new)
+        assert response.status_code == 503 and response.json()["code"] == "PGRST003", response.content
