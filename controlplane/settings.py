@@ -85,6 +85,10 @@ DATABASES = {"default": database_from_url(DATABASE_URL)}
 # SECRET_KEY unless a full URL is given.
 PLINTH_RUNTIME_ROLE = env("PLINTH_RUNTIME_ROLE", "plinth_runtime")
 RUNTIME_DATABASE_URL = env("RUNTIME_DATABASE_URL", "")
+# The runtime's connections per web or worker process, and how long a request waits for one
+# before it answers 503 (runtime/db.py).
+RUNTIME_POOL_SIZE = envint("RUNTIME_POOL_SIZE", 10)
+RUNTIME_POOL_TIMEOUT = float(env("RUNTIME_POOL_TIMEOUT", "30"))
 
 INSTALLED_APPS = [
     "django.contrib.auth",

@@ -101,9 +101,9 @@ def runtime_pool() -> ConnectionPool:
                 pool = ConnectionPool(
                     conninfo,
                     min_size=1,
-                    max_size=int(getattr(settings, "RUNTIME_POOL_SIZE", 10)),
+                    max_size=settings.RUNTIME_POOL_SIZE,
                     # how long a request waits for a connection before it answers 503
-                    timeout=float(getattr(settings, "RUNTIME_POOL_TIMEOUT", 30)),
+                    timeout=settings.RUNTIME_POOL_TIMEOUT,
                     open=True,
                     name="plinth-runtime",
                     # transactions are begun by hand (`tenant_transaction`), in one round
