@@ -19,17 +19,21 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
 
 
 class PlinthWSGIHandler(WSGIHandler):
-    def __call__(self, environ, start_response):
-        from runtime.api.views import DATA_API_PATH, serve
+    def __init__(self):
+        super().__init__()
+        from runtime.api.views import DATA_API_PATH, serve   # once Django is set up
 
-        if DATA_API_PATH.fullmatch(environ.get("PATH_INFO", "")) is None:
+        self.data_api_path, self.serve = DATA_API_PATH, serve
+
+    def __call__(self, environ, start_response):
+        if not environ.get("PATH_INFO", "").startswith("/t/"):
             return super().__call__(environ, start_response)
         request = self.request_class(environ)
-        match = DATA_API_PATH.fullmatch(request.path_info)     # the path decoded as Django does
+        match = self.data_api_path.fullmatch(request.path_info)     # the path decoded as Django does
         if match is None:
             return super().__call__(environ, start_response)
         try:
-            response = serve(request, *match.groups())
+            response = self.serve(request, *match.groups())
         finally:
             close_old_connections()
         start_response(f"{response.status_code} {response.reason_phrase}", [

@@ -121,8 +121,8 @@ def close_pools() -> None:
         _pools.clear()
 
 
-# ... and, first, `plinth_api.tenant_guard` (tenants/migrations/0007): when a request runs on
-# the facts its worker remembers about the tenant and the key (runtime/api/context.py), its
+# The guard, `plinth_api.tenant_guard` (tenants/migrations/0007): when a request runs on the
+# facts its worker remembers about the tenant and the key (runtime/api/context.py), its
 # first message checks them, as plinth_runtime, before the switch; if a fact changed it
 # raises PLT01, the message's transaction aborts, and nothing of the request has run. (Its
 # own statement: a prepared statement that switches the role cannot name plinth_api, which
@@ -177,7 +177,7 @@ def check_guard(guard: tuple) -> None:
     """The guard alone, for a request that ended without a statement carrying it."""
     with runtime_pool().connection() as conn:
         try:
-            conn.execute("SELECT plinth_api.tenant_guard(%s, %s, %s, %s, %s, %s)", guard)
+            conn.execute(_GUARD, guard)
         except psycopg.Error as exc:
             if _changed(exc):
                 raise TenantChanged() from None

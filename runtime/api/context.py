@@ -208,10 +208,12 @@ def _lookup(slug: str, raw_key: str | None) -> tuple[TenantInfo, str | None]:
     tenant_id, slug, status, secret, live, kind = row
     if status != Tenant.Status.ACTIVE:
         raise ApiError(503, "PGRST002", f"Tenant '{slug}' is suspended.")
+    tenant = TenantInfo(tenant_id, slug, status, live, _secret(secret))
     if kind is not None:      # a request without a live key is refused: nothing to remember
-        _remember((slug, key_hash), row)
+        _remember((slug, key_hash), Remembered(tenant, kind, (slug, key_hash, tenant_id, live, kind,
+                                                              bytes(secret or b""))))
     bind_tenant(slug)
-    return TenantInfo(tenant_id, slug, status, live, _secret(secret)), kind
+    return tenant, kind
 
 
 # Remembered facts ------------------------------------------------------------------------
@@ -224,22 +226,29 @@ def _lookup(slug: str, raw_key: str | None) -> tuple[TenantInfo, str | None]:
 # runs nothing: it is looked up afresh and run again (`remembered_context`). A request that
 # ends without a statement is checked on its own before it is answered (`confirm`).
 
+@dataclass(frozen=True)
+class Remembered:
+    tenant: TenantInfo
+    kind: str
+    guard: tuple       # the arguments of `plinth_api.tenant_guard` that check these facts
+
+
 _MAX_REMEMBERED = 10_000
-_remembered: dict[tuple[str, str], tuple] = {}
+_remembered: dict[tuple[str, str], Remembered] = {}
 
 
-def _remember(key: tuple[str, str], row: tuple) -> None:
+def _remember(key: tuple[str, str], facts: Remembered) -> None:
     if len(_remembered) >= _MAX_REMEMBERED:
         _remembered.clear()
-    _remembered[key] = row
+    _remembered[key] = facts
 
 
 def _remembered_key(request, slug: str) -> tuple[str, str]:
-    apikey = request.META.get("HTTP_APIKEY") or request.GET.get("apikey")
-    if not apikey:
-        scheme, _, value = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
-        apikey = value.strip() if scheme.lower() == "bearer" else ""
-    return slug, _key_hash(apikey)
+    try:
+        raw = _lookup_key(request)
+    except ApiError:      # a malformed Authorization header: nothing remembered, refused afresh
+        raw = None
+    return slug, _key_hash(raw)
 
 
 def forget(request, slug: str) -> None:
@@ -250,17 +259,13 @@ def forget(request, slug: str) -> None:
 def remembered_context(request, slug: str) -> RequestContext | None:
     """The request's context on remembered facts, with the guard that checks them; None when
     this process has none for the tenant and key (`request_context` then looks them up)."""
-    key = _remembered_key(request, slug)
-    row = _remembered.get(key)
-    if row is None:
+    facts = _remembered.get(_remembered_key(request, slug))
+    if facts is None:
         return None
-    tenant_id, slug, status, secret, live, kind = row
     bind_tenant(slug)
-    tenant = TenantInfo(tenant_id, slug, status, live, _secret(secret))
-    guard = (slug, key[1], tenant_id, live, kind, bytes(secret or b""))
-    context = RequestContext(tenant, Caller("anon"), guard=guard)
+    context = RequestContext(facts.tenant, Caller("anon"), guard=facts.guard)
     try:
-        context.caller = authenticate(request, tenant, kind)
+        context.caller = authenticate(request, facts.tenant, facts.kind)
     except ApiError:
         context.confirm()     # a refusal on outdated facts (a new signing secret) is not one
         raise
@@ -340,6 +345,12 @@ def _presented_key(request) -> tuple[str | None, str | None]:
     return apikey, _bearer(request)
 
 
+def _lookup_key(request) -> str | None:
+    """The key the tenant is looked up with: the apikey, else the bearer."""
+    apikey, bearer = _presented_key(request)
+    return apikey or bearer
+
+
 def authenticate(request, tenant: TenantInfo, kind: str | None = None) -> Caller:
     apikey, bearer = _presented_key(request)
     if apikey:
@@ -366,6 +377,5 @@ def authenticate(request, tenant: TenantInfo, kind: str | None = None) -> Caller
 
 
 def request_context(request, slug: str) -> RequestContext:
-    apikey, bearer = _presented_key(request)
-    tenant, kind = _lookup(slug, apikey or bearer)
+    tenant, kind = _lookup(slug, _lookup_key(request))
     return RequestContext(tenant, authenticate(request, tenant, kind))

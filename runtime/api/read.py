@@ -35,6 +35,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import psycopg
 from django.conf import settings
@@ -485,15 +486,10 @@ def _replaced(original, /, **changes):
     return made
 
 
-_COUNT_ONLY: dict = {}
-
-
+@lru_cache(8)
 def _count_only(count: str | None) -> Preferences:
     """The preferences a read's shape keeps (only `count` changes its SQL), one per value."""
-    prefs = _COUNT_ONLY.get(count)
-    if prefs is None:
-        prefs = _COUNT_ONLY[count] = Preferences(count=count)
-    return prefs
+    return Preferences(count=count)
 
 
 @dataclass(frozen=True)

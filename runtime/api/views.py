@@ -91,8 +91,8 @@ def data_api(request, slug: str, rest: str = ""):
     return _with_cors(response)
 
 
-# ... as Django's ResponseHeaders stores them (lower-cased name -> (name, value)): these
-# constant, valid headers are added to every answer without `__setitem__`'s checks of each
+# CORS_HEADERS as Django's ResponseHeaders stores them (lower-cased name -> (name, value)):
+# these constant, valid headers go on every answer without `__setitem__`'s checks of each
 _CORS_STORE = {key.lower(): (key, value) for key, value in CORS_HEADERS.items()}
 
 
@@ -163,7 +163,6 @@ def _on_remembered_facts(request, slug: str, handler, name: str):
 
 
 def _answer(request, slug: str, rest: str):
-
     kind, name = _route(rest)
     try:
         if kind == "unknown":

@@ -17,31 +17,7 @@ from runtime.api.context import Caller, resolve_tenant
 from runtime.api.errors import ApiError
 from runtime.api.integrity import WriteSession
 from runtime.db import tenant_transaction
-from write_support import backend_with
-
-CHARGES = """
-version: 1
-auth: {roles: [member]}
-entities:
-  Account:
-    fields:
-      owner: {type: user, required: true, default: auth.id}
-      credit_limit: {type: decimal, default: 0, min: 0}
-    access: {read: "record.owner == auth.id", create: "record.owner == auth.id"}
-  Charge:
-    fields:
-      account: {type: ref, to: Account, required: true, related_name: charges}
-      amount: {type: decimal, required: true, min: 0}
-    access:
-      read: "record.account.owner == auth.id"
-      create: "record.account.owner == auth.id"
-      update: "record.account.owner == auth.id"
-invariants:
-  within_credit_limit:
-    for: Account
-    rule: "record.charges.map(c, c.amount).sum() <= record.credit_limit"
-    message: "Charges would exceed the account's credit limit"
-"""
+from write_support import CHARGES, backend_with
 
 # Evaluating `heavy` fails (bigint out of range) once a box holds two items.
 BOXES = """

@@ -28,7 +28,7 @@ NOTES = example("todo") + """\
 """
 
 
-def remembered(api, key: str) -> tuple | None:
+def remembered(api, key: str) -> api_context.Remembered | None:
     """What this process remembers for the tenant and a key."""
     return api_context._remembered.get((api.slug, sha256_hex(key)))
 
@@ -108,8 +108,9 @@ def test_the_guard_refuses_every_outdated_fact(api_tenant):
     api = api_tenant("todo")
     assert api.get("Todo").status_code == 200
     key_hash = sha256_hex(api.keys["anon"])
-    tenant_id, slug, _status, secret, live, kind = remembered(api, api.keys["anon"])
-    good = (slug, key_hash, tenant_id, live, kind, bytes(secret))
+    good = remembered(api, api.keys["anon"]).guard
+    slug, _, tenant_id, live, kind, _secret = good
+    assert (slug, tenant_id, live, kind) == (api.slug, api.tenant.id, 1, "anon")
     check_guard(good)
     wrong = [
         ("other-slug", *good[1:]),

@@ -16,6 +16,31 @@ from runtime.db import tenant_transaction
 from tenants.definitions import definition_push
 from tenants.services import Actor
 
+# Accounts and charges under a credit limit: the invariant the insert and invariant tests use
+CHARGES = """
+version: 1
+auth: {roles: [member]}
+entities:
+  Account:
+    fields:
+      owner: {type: user, required: true, default: auth.id}
+      credit_limit: {type: decimal, default: 0, min: 0}
+    access: {read: "record.owner == auth.id", create: "record.owner == auth.id"}
+  Charge:
+    fields:
+      account: {type: ref, to: Account, required: true, related_name: charges}
+      amount: {type: decimal, required: true, min: 0}
+    access:
+      read: "record.account.owner == auth.id"
+      create: "record.account.owner == auth.id"
+      update: "record.account.owner == auth.id"
+invariants:
+  within_credit_limit:
+    for: Account
+    rule: "record.charges.map(c, c.amount).sum() <= record.credit_limit"
+    message: "Charges would exceed the account's credit limit"
+"""
+
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 
 
