@@ -328,11 +328,13 @@ class WriteSession:
         return self._update_rows(ent, before, values)
 
     def delete(self, entity: str, where: Where) -> list[Written]:
-        """Delete the rows matching `where` that the caller may delete (and read)."""
+        """Delete the rows matching `where` that the caller may delete (and read), and what
+        their deletion takes along (see `follow_deletion`). Answers the rows matched."""
         ent = self.entity(entity)
         before = self._lock_matching(ent, where, "delete")
         if not before:
             return []
+        self.follow_deletion(entity, [row.id for row in before])
         self._touch(entity, [row.data for row in before])
         self.conn.execute(
             sql.SQL("DELETE FROM {} AS {} WHERE {}.id = ANY(%(_ids)s::uuid[])").format(
@@ -340,6 +342,58 @@ class WriteSession:
             {"_ids": [row.id for row in before]},
         )
         return self._record([Written(entity, "delete", row, None) for row in before])
+
+    def follow_deletion(self, table: str, ids: Sequence[str]) -> list[Written]:
+        """Before rows of `table` (an entity, or the end users' table) are deleted: the rows
+        their deletion changes through `on_delete`, found and locked (FOR UPDATE) through
+        every level of references. References that clear (`set_null`) are cleared here, as
+        updates (the entity's checks hold); rows that go along (`cascade`) are left to the
+        database's own cascade, which deletes exactly these: their referenced rows are
+        locked already, so no new row can point at them meanwhile. Either way each changed
+        row is audited and the invariants it reaches are evaluated, as for a direct write.
+        Access rules do not apply to these rows: `on_delete` is the definition's own rule."""
+        doomed: dict[str, dict[str, StoredRow]] = {}
+        cleared: dict[tuple[str, str], dict[str, StoredRow]] = {}
+        top = set(ids)
+        frontier = [(table, sorted(top))]
+        while frontier:
+            target, target_ids = frontier.pop()
+            for ent, name, action in self._references_to(target):
+                found = self._lock_referencing(ent, name, target_ids)
+                if action == "SET NULL":
+                    cleared.setdefault((ent.name, name), {}).update((row.id, row) for row in found)
+                    continue
+                taken = doomed.setdefault(ent.name, {})
+                fresh = [row for row in found if row.id not in taken and not (ent.name == table and row.id in top)]
+                taken.update((row.id, row) for row in fresh)
+                if fresh:
+                    frontier.append((ent.name, [row.id for row in fresh]))
+        changed: list[Written] = []
+        for (entity, name), rows in sorted(cleared.items()):
+            going = doomed.get(entity, {})
+            keep = [row for row in rows.values() if row.id not in going and not (entity == table and row.id in top)]
+            if keep:
+                changed += self._update_rows(self.entity(entity), sorted(keep, key=lambda row: row.id),
+                                             {name: None}, transition=True)
+        for entity, rows in sorted(doomed.items()):
+            self._touch(entity, [row.data for row in rows.values()])
+            changed += self._record([Written(entity, "delete", row, None) for row in rows.values()])
+        return changed
+
+    def _references_to(self, table: str) -> list[tuple[CompiledEntity, str, str]]:
+        """(entity, field, CASCADE or SET NULL) of every reference to `table` that a
+        deletion there changes."""
+        return [(ent, name, column.fk.on_delete)
+                for ent in self.backend.entities.values() for name, column in ent.table.columns.items()
+                if column.fk is not None and column.fk.table == table and column.fk.on_delete != "RESTRICT"]
+
+    def _lock_referencing(self, ent: CompiledEntity, name: str, ids: Sequence[str]) -> list[StoredRow]:
+        query = _named_statement(("referencing", ent.name, name), lambda: sql.SQL(
+            "SELECT {} FROM {} AS {} WHERE {}.{} = ANY(%(_ids)s::uuid[]) ORDER BY {}.id FOR UPDATE OF {}").format(
+            ROW_JSON, sql.Identifier(ent.name), ALIAS, ALIAS, sql.Identifier(name), ALIAS, ALIAS))
+        rows = [StoredRow.parse(t) for (t,) in self.conn.execute(query, {"_ids": list(ids)}).fetchall()]
+        self._locked.setdefault(ent.name, set()).update(row.id for row in rows)
+        return rows
 
     def upsert(self, entity: str, rows: Sequence[Mapping[str, Any]], on_conflict: Sequence[str], *,
                ignore_duplicates: bool = False, missing_default: bool = True) -> list[Written]:

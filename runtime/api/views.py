@@ -125,13 +125,15 @@ def serve(request, slug: str, rest: str) -> HttpResponse:
 
 
 def _auth_shaped(error: ApiError) -> ApiError:
-    """Key and token errors met before the auth handler, in Supabase Auth's shape, so that
-    auth-js and supabase-py read their `error_code`."""
+    """Key and token errors met before the auth handler, and what a write of the handler
+    refuses (an invariant, a check, a reference), in Supabase Auth's shape, so that auth-js
+    and supabase-py read their `error_code`."""
     from runtime.auth.errors import AuthError
 
     if isinstance(error, AuthError):
         return error
-    code = {401: "bad_jwt", 404: "no_definition", 503: "unexpected_failure"}.get(error.status, "unexpected_failure")
+    code = {401: "bad_jwt", 404: "no_definition", 409: "conflict", 422: "validation_failed"}.get(
+        error.status, "unexpected_failure")
     return AuthError(error.status, code, error.message, headers=error.headers)
 
 

@@ -8,9 +8,12 @@ be `authenticated` or one of the definition's roles.
 
 from __future__ import annotations
 
+import psycopg
 import structlog
 
 from runtime.api.context import RequestContext
+from runtime.api.errors import from_postgres
+from runtime.api.integrity import WriteSession
 from runtime.auth import config, passwords, sessions, users
 from runtime.auth.errors import AuthError, email_exists, not_admin, user_not_found, validation
 from runtime.auth.policy import AuthPolicy, policy_of
@@ -19,6 +22,7 @@ from runtime.auth.shapes import (
     AUDIENCE, app_metadata_to_store, body_of, email_of, merged, metadata_of, user_json,
 )
 from runtime.db import tenant_transaction
+from runtime.migrations.tables import USERS_TABLE
 
 log = structlog.get_logger("plinth.auth")
 
@@ -160,8 +164,25 @@ def delete_user(request, context: RequestContext, user_id: str):
     """DELETE admin/users/<id>: answers `{}` as GoTrue does (supabase-py parses the body).
     `should_soft_delete` is ignored: deletion is always for good."""
     policy_of(context)
-    with tenant_transaction(context.tenant.id, context.caller.db_claims()) as conn:
-        if not users.delete(conn, user_id):
-            raise user_not_found()
+    try:
+        _delete_user(context, user_id)
+    except psycopg.Error as exc:     # a `user` field with on_delete: restrict: 409
+        raise from_postgres(exc) from None
     log.info("auth.admin_delete_user", user_id=user_id)
     return json_response({})
+
+
+def _delete_user(context: RequestContext, user_id: str) -> None:
+    with tenant_transaction(context.tenant.id, context.caller.db_claims()) as conn:
+        # the rows the user's deletion changes (`user` fields' on_delete) are audited and
+        # their invariants evaluated, as for any write (a tenant without a definition has
+        # no such rows)
+        session = WriteSession(conn, context.backend, context.caller) if context.tenant.version else None
+        if session is not None:
+            session.follow_deletion(USERS_TABLE, [user_id])
+        if not users.delete(conn, user_id):
+            raise user_not_found()
+        if session is not None:
+            session.finish()
+    if session is not None:
+        session.outbox.wake()
