@@ -864,7 +864,16 @@ class WriteSession:
 
     def _lock_all(self, entity: str) -> None:
         # An invariant reading a whole entity (`Membership.exists(...)`) can be affected at
-        # every anchor: lock them all. Anchors inserted concurrently are checked by their writer.
+        # every anchor: lock them all, those there are (FOR UPDATE: a writer that locked one
+        # to evaluate it is waited for) and those being written. SHARE ROW EXCLUSIVE waits
+        # for every transaction that inserted, updated or deleted anchors and makes new ones
+        # wait for this one: an anchor inserted concurrently is then evaluated by its writer
+        # after this transaction committed, on what it wrote (a fresh snapshot per statement).
+        # Readers are not held up. Two such writers queue (the mode conflicts with itself).
         if entity not in self._locked_all:
-            self.conn.execute(sql.SQL("SELECT 1 FROM {} ORDER BY id FOR UPDATE").format(sql.Identifier(entity)))
+            name = sql.Identifier(entity)
+            self.conn.execute(_named_statement(("lock all", entity), lambda: sql.SQL(
+                "LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(name)))
+            self.conn.execute(_named_statement(("lock rows", entity), lambda: sql.SQL(
+                "SELECT 1 FROM {} ORDER BY id FOR UPDATE").format(name)))
             self._locked_all.add(entity)

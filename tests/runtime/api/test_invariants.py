@@ -5,6 +5,7 @@ under concurrency (the anchor row is locked before the rule reads anything)."""
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from decimal import Decimal
 
@@ -148,3 +149,64 @@ def test_forty_concurrent_charges_never_exceed_the_credit_limit(committed_tenant
         t.join()
     assert Counter(raised) == {409: 10}                # any single raise breaks the limit
     assert b.sql('SELECT sum(amount) FROM "Charge"') == [(100,)]
+
+
+SEATS = """
+version: 1
+auth: {roles: [member]}
+entities:
+  Seat:
+    fields:
+      holder: {type: user, required: true}
+    access: {read: "true"}
+  Ticket:
+    fields:
+      holder: {type: user, required: true, default: auth.id}
+    access: {read: "record.holder == auth.id", create: "record.holder == auth.id"}
+invariants:
+  tickets_need_a_seat:
+    for: Ticket
+    rule: "Seat.exists(s, s.holder == record.holder)"
+    message: "A ticket needs a seat"
+"""
+
+
+def test_an_anchor_inserted_while_a_whole_entity_invariant_is_evaluated_waits_and_is_evaluated_after(
+        committed_tenants, alice):
+    """An invariant reading a whole entity (every Seat) is evaluated at every anchor when a
+    Seat is written. A Ticket inserted meanwhile must not be evaluated against the Seat
+    about to go: its insert waits for the Seat's deletion to commit, then is refused."""
+    b = backend_with(committed_tenants, alice, SEATS, "Seats")
+    ann = b.user("ann", "member")
+    b.sql("INSERT INTO \"Seat\" (holder) VALUES (%s)", [ann])
+    assert b.as_user("ann").post("Ticket", {}).status_code == 201      # a seat: allowed
+    b.sql('DELETE FROM "Ticket"')
+    backend, service = session_for(b)
+    answers: list = []
+
+    def insert_ticket():
+        try:
+            answers.append(b.as_user("ann").post("Ticket", {}))
+        finally:
+            django_connection.close()
+
+    inserting = threading.Thread(target=insert_ticket)
+    with tenant_transaction(b.tenant.id) as conn:
+        session = WriteSession(conn, backend, service)
+        session.delete("Seat", (sql.SQL("r.holder = %(h)s::uuid"), {"h": ann}))
+        session.finish()                    # no ticket yet: holds
+        inserting.start()
+        # until the insert waits for this transaction (or, without the table lock, is done)
+        with django_connection.cursor() as watcher:
+            while inserting.is_alive():
+                watcher.execute("SELECT 1 FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
+                                " WHERE NOT l.granted AND a.datname = current_database()")
+                if watcher.fetchone():
+                    break
+                time.sleep(0.05)
+        assert inserting.is_alive(), f"the insert did not wait: {answers[0].status_code}"
+    inserting.join(60)
+    r = answers[0]
+    assert r.status_code == 409 and "tickets_need_a_seat" in r.body["message"], r.body
+    assert b.sql('SELECT count(*) FROM "Ticket"') == [(0,)]
+    assert b.sql('SELECT count(*) FROM "Seat"') == [(0,)]
