@@ -197,7 +197,12 @@ def _handler(fake: FakeServer):
                     chunks.append(self.rfile.read(size))
                     self.rfile.readline()
             length = int(self.headers.get("Content-Length") or 0)
-            return self.rfile.read(length) if length else b""
+            body = self.rfile.read(length) if length else b""
+            if len(body) < length:
+                # the sender went away mid-body (a worker killed while sending): no request
+                # arrived, as for any server, so nothing is recorded or answered
+                raise ConnectionResetError("the request's body ended early")
+            return body
 
         def _send(self, answer: Answer, head_only: bool = False) -> None:
             body, headers = answer.encoded()
@@ -216,7 +221,11 @@ def _handler(fake: FakeServer):
 
         def _handle(self) -> None:
             parts = urlsplit(self.path)
-            body = self._read_body()
+            try:
+                body = self._read_body()
+            except (ConnectionResetError, ValueError):
+                self.close_connection = True
+                return
             if parts.path.startswith(CONTROL):
                 action = parts.path[len(CONTROL):]
                 if action == "requests" and self.command == "GET":
