@@ -12,9 +12,18 @@ from psycopg.rows import dict_row
 from runtime.auth.tokens import new_refresh_token, refresh_token_hash
 
 
+# How long a spent or revoked token is kept: presenting it within that time revokes its
+# whole session (see `use`); after it, it is simply not found. Without pruning, a session
+# would keep every token it ever had: one more per refresh, one an hour for a live client.
+REVOKED_KEPT_DAYS = 30
+
+
 def start(conn, user_id: str, session_id: str | None = None) -> tuple[str, str]:
-    """A new refresh token (in a new session unless `session_id`): (token, session_id)."""
+    """A new refresh token (in a new session unless `session_id`): (token, session_id).
+    The user's tokens revoked more than REVOKED_KEPT_DAYS ago go at the same time."""
     session_id = session_id or str(uuid.uuid4())
+    conn.execute("DELETE FROM _refresh_tokens WHERE user_id = %s AND revoked_at < now() - make_interval(days => %s)",
+                 (user_id, REVOKED_KEPT_DAYS))
     token = new_refresh_token()
     conn.execute("INSERT INTO _refresh_tokens (user_id, token_hash, session_id) VALUES (%s, %s, %s)",
                  (user_id, refresh_token_hash(token), session_id))

@@ -62,6 +62,14 @@ class AuthApi:
         assert response.status_code == 200, response.content
         return response.json()
 
+    def sql(self, query: str, params=None) -> list[tuple]:
+        """SQL in the tenant's schema, under its role."""
+        from runtime.db import tenant_transaction
+
+        with tenant_transaction(self.tenant.id) as conn:
+            cur = conn.execute(query, params)
+            return cur.fetchall() if cur.description else []
+
     def admin(self, method: str, path: str = "", body=None, **kwargs):
         return self.call(method, "admin/users" + (f"/{path}" if path else ""), body, key="service", **kwargs)
 

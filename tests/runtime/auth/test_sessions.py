@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from auth_api import PASSWORD, error_of
 
+from runtime.auth.sessions import REVOKED_KEPT_DAYS
+from runtime.auth.tokens import refresh_token_hash as hash_of
+
 
 def test_refresh_rotates(api):
     first = api.session("ro@example.com")
@@ -173,3 +176,32 @@ def test_concurrent_refreshes_with_one_token_do_not_both_win(api):
     for thread in threads:
         thread.join()
     assert sorted(statuses) == [200, 400]
+
+
+def test_tokens_revoked_long_ago_are_pruned_when_their_user_signs_in_or_refreshes(api):
+
+    def tokens(email: str) -> list[tuple]:
+        return api.sql("SELECT revoked_at IS NOT NULL, revoked_at < now() - make_interval(days => %s)"
+                       " FROM _refresh_tokens t JOIN _users u ON u.id = t.user_id WHERE u.email = %s",
+                       [REVOKED_KEPT_DAYS, email])
+
+    first = api.session("prune@example.com")
+    second = api.refresh(first["refresh_token"]).json()
+    third = api.refresh(second["refresh_token"]).json()
+    other = api.session("other@example.com")
+    api.refresh(other["refresh_token"])
+    assert sorted(tokens("prune@example.com")) == [(False, None), (True, False), (True, False)]
+    # the first token was spent long ago; the second recently
+    api.sql("UPDATE _refresh_tokens SET revoked_at = now() - make_interval(days => %s)"
+            " WHERE token_hash = %s", [REVOKED_KEPT_DAYS + 1, hash_of(first["refresh_token"])])
+    api.sql("UPDATE _refresh_tokens t SET revoked_at = now() - make_interval(days => %s) FROM _users u"
+            " WHERE u.id = t.user_id AND u.email = 'other@example.com' AND revoked_at IS NOT NULL",
+            [REVOKED_KEPT_DAYS + 1])
+
+    fourth = api.refresh(third["refresh_token"]).json()
+    assert sorted(tokens("prune@example.com")) == [(False, None), (True, False), (True, False)]
+    assert (True, True) in tokens("other@example.com")     # another user's wait for their own sign-in
+    # a long-spent token is now unknown; a recently spent one still revokes its session
+    assert error_of(api.refresh(first["refresh_token"])) == (400, "refresh_token_not_found")
+    assert error_of(api.refresh(second["refresh_token"])) == (400, "refresh_token_already_used")
+    assert error_of(api.refresh(fourth["refresh_token"])) == (400, "refresh_token_already_used")
