@@ -9,6 +9,7 @@ import re
 
 import psycopg
 from django.http import HttpResponse
+from psycopg_pool import PoolTimeout
 
 
 class ApiError(Exception):
@@ -120,7 +121,14 @@ def _describe(state: str, diag, primary: str) -> str | None:
     return None
 
 
+def busy() -> ApiError:
+    """No runtime connection came free in time (RUNTIME_POOL_TIMEOUT): busy, not broken."""
+    return ApiError(503, "PGRST003", "The database is busy; retry the request.", headers={"Retry-After": "1"})
+
+
 def from_postgres(exc: psycopg.Error) -> ApiError:
+    if isinstance(exc, PoolTimeout):
+        return busy()
     state = getattr(exc, "sqlstate", None) or ""
     diag = getattr(exc, "diag", None)
     constraint = getattr(diag, "constraint_name", None) if diag else None

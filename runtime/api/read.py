@@ -40,7 +40,6 @@ from functools import lru_cache
 import psycopg
 from django.conf import settings
 from psycopg import sql
-from psycopg_pool import PoolTimeout
 
 from runtime.api.errors import ApiError, bad_request, from_postgres
 from runtime.api.grammar import parse_request
@@ -551,9 +550,6 @@ def execute_read(context, query, params: dict, count: bool) -> tuple[str | None,
     """Run the one statement under the tenant's role: (body, rows in the page, total)."""
     try:
         row = context.statement(query, params)
-    except PoolTimeout:   # before psycopg.Error, which it is too: busy, not broken
-        raise ApiError(503, "PGRST003", "The database is busy; retry the request.",
-                       headers={"Retry-After": "1"}) from None
     except psycopg.Error as exc:
         raise caller_error(exc) from None
     return row[0], row[1], (row[2] if count else None)

@@ -28,7 +28,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 from psycopg_pool import PoolTimeout
 
-from runtime.api.errors import ApiError, bad_request
+from runtime.api.errors import ApiError, bad_request, busy
 from runtime.api.grammar import parse_request
 from runtime.api.integrity import ALIAS, SYSTEM_FIELDS, WriteSession, Written
 from runtime.api.read import Params, caller_error, conditions_sql
@@ -68,7 +68,7 @@ def handle_write(request, context, entity_name: str) -> HttpResponse:
             session.outbox.wake()
             return respond(api, written, payload)
         except PoolTimeout:  # before psycopg.Error, which it is too
-            raise ApiError(503, "PGRST003", "The database is busy; retry the request.")
+            raise busy() from None
         except psycopg.Error as exc:
             state = getattr(exc, "sqlstate", None)
             retry = state in RETRYABLE or (state == "23505" and plan.kind == "upsert")

@@ -199,3 +199,36 @@ def test_with_the_pool_busy_outdated_facts_are_never_answered_on(api_tenant, bus
         assert api.get(openapi, as_=new).status_code == 200
         response = api.get("Todo", as_=new)
         assert response.status_code == 503 and response.json()["code"] == "PGRST003", response.content
+
+
+BUSY = """
+version: 1
+auth: {roles: [member]}
+entities:
+  Item:
+    fields: {name: {type: string}}
+    access: {read: "true", create: "true"}
+actions:
+  add_item:
+    input: {name: {type: string, required: true}}
+    access: "true"
+    steps:
+      - create: Item
+        set: {name: input.name}
+"""
+
+
+def test_a_busy_pool_is_a_503_with_retry_after_on_every_route_that_writes(api_tenant, busy_pool):
+    api = api_tenant(source=BUSY)
+    user = api.user("busy@example.com")
+    writes = [("POST", "Item", {"name": "a"}), ("POST", "rpc/add_item", {"name": "b"})]
+    delete_user = ("DELETE", f"/t/{api.slug}/auth/v1/admin/users/{user.id}", None)
+    for method, path, body in writes:     # with a free pool they work (and the facts are remembered)
+        assert api.request(method, path, as_=SERVICE, body=body).status_code in (200, 201, 204), path
+    with busy_pool():
+        for method, path, body in writes + [delete_user]:
+            response = api.request(method, path, as_=SERVICE, body=body)
+            assert response.status_code == 503, (path, response.status_code, response.content)
+            assert response.headers["Retry-After"] == "1", path
+    assert api.sql('SELECT name FROM "Item" ORDER BY name') == [("a",), ("b",)]
+    assert api.request(*delete_user[:2], as_=SERVICE).status_code == 200
