@@ -23,11 +23,12 @@ from django.http import HttpResponse
 from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.security import SecurityMiddleware
 from django.views.decorators.csrf import csrf_exempt
+from psycopg_pool import PoolTimeout
 
 from controlplane.middleware import begin_request, end_request
 
 from runtime.api.context import forget, remembered_context, request_context
-from runtime.api.errors import ApiError
+from runtime.api.errors import ApiError, busy
 from runtime.db import TenantChanged
 
 log = structlog.get_logger("plinth.data_api")
@@ -179,7 +180,9 @@ def _answer(request, slug: str, rest: str):
         if kind in REMEMBERING:
             return _on_remembered_facts(request, slug, handler, name)
         return handler(request, request_context(request, slug), name)
-    except ApiError as error:
+    except (ApiError, PoolTimeout) as error:
+        if isinstance(error, PoolTimeout):      # a route that does not answer it itself (auth)
+            error = busy()
         return (_auth_shaped(error) if kind == "auth" else error).response()
     except Exception:  # a bug: logged with the request id, answered without details
         log.exception("data_api.unhandled", route=kind)

@@ -223,10 +223,11 @@ def test_a_busy_pool_is_a_503_with_retry_after_on_every_route_that_writes(api_te
     user = api.user("busy@example.com")
     writes = [("POST", "Item", {"name": "a"}), ("POST", "rpc/add_item", {"name": "b"})]
     delete_user = ("DELETE", f"/t/{api.slug}/auth/v1/admin/users/{user.id}", None)
+    sign_in = ("POST", f"/t/{api.slug}/auth/v1/token?grant_type=password", {"email": user.email, "password": "x" * 12})
     for method, path, body in writes:     # with a free pool they work (and the facts are remembered)
         assert api.request(method, path, as_=SERVICE, body=body).status_code in (200, 201, 204), path
     with busy_pool():
-        for method, path, body in writes + [delete_user]:
+        for method, path, body in writes + [delete_user, sign_in]:
             response = api.request(method, path, as_=SERVICE, body=body)
             assert response.status_code == 503, (path, response.status_code, response.content)
             assert response.headers["Retry-After"] == "1", path
