@@ -188,23 +188,71 @@ _BEGIN = "BEGIN; "
 
 
 @contextmanager
-def tenant_transaction(tenant_id: str, claims: dict | None = None,
-                       guard: tuple | None = None) -> Iterator[psycopg.Connection]:
+def tenant_transaction(tenant_id: str, claims: dict | None = None, guard: tuple | None = None, *,
+                       deferred: bool = False, on_open=None) -> Iterator[psycopg.Connection]:
     """One transaction under the tenant's role; commits on success, rolls back on error.
 
     `BEGIN` and the switch are one message (with `guard`, the arguments of
     `plinth_api.tenant_guard`, checked first: `TenantChanged` if they no longer hold).
     Callers must not commit or roll back themselves (savepoints, `conn.transaction()`,
-    are fine)."""
+    are fine).
+
+    `deferred`: that opening is not sent yet; the connection comes as a `DeferredOpening`,
+    whose first pipeline carries it (one round trip fewer), and `on_open()` is called once
+    it has run. A transaction that ends before sending anything ran nothing."""
     params = _switch_params(tenant_id, claims, guard)
     with runtime_pool().connection() as conn:
         try:
-            _begin(conn, guard is not None, params)
-            yield conn
+            if deferred:
+                yield DeferredOpening(conn, guard is not None, params, on_open)
+            else:
+                _begin(conn, guard is not None, params)
+                yield conn
         except BaseException:
             _rollback(conn)
             raise
         conn.commit()
+
+
+class DeferredOpening:
+    """A tenant transaction's connection whose opening (`BEGIN`, the guard, the switch) is
+    not sent yet. A caller about to send a pipeline takes the opening (`take_opening`),
+    sends it at the pipeline's head, then reports how that went (`opened`, which raises
+    `TenantChanged` when the guard refused); anything else done with the connection sends
+    the opening on its own first. So no statement can run outside the transaction or
+    before the switch."""
+
+    def __init__(self, conn: psycopg.Connection, guarded: bool, params: tuple, on_open=None):
+        self._conn, self._guarded, self._params, self._on_open = conn, guarded, params, on_open
+        self._pending = True
+
+    def take_opening(self) -> list[tuple[str, tuple | None]]:
+        """The opening's statements, to be sent first in the caller's pipeline ([] if it
+        was sent already); the caller must then call `opened()` or `refused()`."""
+        if not self._pending:
+            return []
+        self._pending = False
+        statements: list[tuple[str, tuple | None]] = [("BEGIN", None)]
+        if self._guarded:
+            statements.append((_GUARD, self._params[:-3]))
+        statements.append((_SWITCH, self._params[-3:]))
+        return statements
+
+    def opened(self, error: BaseException | None = None) -> None:
+        """The pipeline carrying the opening has run, maybe failing with `error`:
+        `TenantChanged` if the guard refused (nothing else ran)."""
+        if error is not None and isinstance(error, psycopg.Error) and _changed(error):
+            raise TenantChanged() from None
+        if self._on_open is not None:
+            self._on_open()
+
+    def __getattr__(self, name: str):
+        if self._pending:
+            self._pending = False
+            _begin(self._conn, self._guarded, self._params)
+            if self._on_open is not None:
+                self._on_open()
+        return getattr(self._conn, name)
 
 
 def _begin(conn: psycopg.Connection, guarded: bool, params: tuple) -> None:

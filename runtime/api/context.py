@@ -97,10 +97,16 @@ class RequestContext:
             self.guard = None
 
     @contextmanager
-    def transaction(self) -> Iterator[psycopg.Connection]:
-        """`tenant_transaction` under this tenant's role, as this caller."""
-        with tenant_transaction(self.tenant.id, self.caller.db_claims(), self.guard) as conn:
+    def transaction(self, deferred: bool = False) -> Iterator[psycopg.Connection]:
+        """`tenant_transaction` under this tenant's role, as this caller; `deferred`: its
+        opening goes with the first pipeline (the guard counts as checked once it ran)."""
+        def opened() -> None:
             self.guard = None
+
+        with tenant_transaction(self.tenant.id, self.caller.db_claims(), self.guard,
+                                deferred=deferred, on_open=opened) as conn:
+            if not deferred:
+                self.guard = None
             yield conn
 
     def statement(self, query: str, params: dict) -> tuple | None:

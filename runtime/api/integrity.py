@@ -484,17 +484,23 @@ class WriteSession:
         """Run statements in order in one round trip (psycopg's pipeline mode): each one's
         rows (None for one that did not run), and the first error, if any (the statements
         after it did not run; the transaction is then aborted)."""
-        if len(statements) == 1:
+        # A transaction whose opening is not sent yet (`DeferredOpening`): it leads the pipeline.
+        take_opening = getattr(self.conn, "take_opening", None)
+        opening = take_opening() if take_opening is not None else []
+        if len(statements) == 1 and not opening:
             query, params = statements[0]
             return [self.conn.execute(query, params).fetchall()], None
         cursors = []
         error = None
         try:
             with self.conn.pipeline():
-                for query, params in statements:
+                for query, params in opening + statements:
                     cursors.append(self.conn.execute(query, params))
         except Exception as exc:     # psycopg.Error, raised when the pipeline is synced
             error = exc
+        if opening:
+            self.conn.opened(error)     # TenantChanged if the guard refused: nothing ran
+            cursors = cursors[len(opening):]
         results: list[list | None] = []
         for cursor in cursors:
             results.append(cursor.fetchall() if cursor.pgresult is not None else None)

@@ -56,7 +56,8 @@ def handle_write(request, context, entity_name: str) -> HttpResponse:
     plan = plan_write(api, backend, entity, body)
     for attempt in range(ATTEMPTS):
         try:
-            with context.transaction() as conn:
+            # deferred: an insert's pipeline carries BEGIN, the guard and the switch too
+            with context.transaction(deferred=True) as conn:
                 session = WriteSession(conn, backend, context.caller, single_write=True)
                 written = execute(session, plan)
                 session.finish()

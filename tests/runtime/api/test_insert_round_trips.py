@@ -16,7 +16,8 @@ from runtime.api.backends import backend_for
 from runtime.api.context import Caller, resolve_tenant
 from runtime.api.errors import ApiError
 from runtime.api.integrity import WriteSession
-from runtime.db import tenant_transaction
+from runtime.db import TenantChanged, tenant_transaction
+from tenants.provisioning import schema_name
 from write_support import CHARGES, backend_with
 
 # Evaluating `heavy` fails (bigint out of range) once a box holds two items.
@@ -113,6 +114,12 @@ def kinds(trips: list[list[str]]) -> list[list[str]]:
             return "insert"
         if text.startswith('SELECT "r".id FROM "Account"'):
             return "invariant"
+        if text == "BEGIN":
+            return "begin"
+        if text.startswith("SELECT plinth_api.tenant_guard("):
+            return "guard"
+        if text.startswith("SELECT set_config('search_path'"):
+            return "switch"
         return text[:60]
     return [[kind(t) for t in trip] for trip in trips]
 
@@ -230,3 +237,49 @@ def test_the_rule_and_the_checks_answer_before_an_invariant_that_cannot_be_evalu
     r = b.as_user("bob").post("Item", {"box": box, "name": "second"})
     assert r.status_code == 400 and r.body["code"] == "22003", r.body
     assert b.sql('SELECT name FROM "Item"') == [("first",)]
+
+
+def test_the_data_apis_insert_sends_its_transactions_opening_in_the_same_pipeline(charges):
+    """With the opening deferred (the data API's writes), BEGIN, the guard and the switch
+    lead the insert's pipeline: two round trips in all, that one and COMMIT."""
+    b, backend, ann, account = charges
+    tenant = resolve_tenant(b.slug)
+    guard = (b.slug, "no-key-hash", str(b.tenant.id), tenant.version, "anon", b"")
+    with pytest.raises(TenantChanged), tenant_transaction(b.tenant.id, ann.db_claims(), guard, deferred=True) as conn:
+        recording = Recording(conn)
+        session = WriteSession(recording, backend, ann, single_write=True)
+        try:
+            session.insert("Charge", [{"account": account, "amount": Decimal(30)}])
+        finally:
+            refused = kinds(recording.trips)
+    # one round trip, led by the opening; the guard does not hold, so nothing after it ran
+    # (psycopg stops sending the rest of the pipeline once it sees the error)
+    assert len(refused) == 1 and refused[0][:3] == ["begin", "guard", "switch"], refused
+    assert b.sql('SELECT count(*) FROM "Charge"') == [(0,)]
+
+    opened: list[bool] = []
+    with tenant_transaction(b.tenant.id, ann.db_claims(), deferred=True, on_open=lambda: opened.append(True)) as conn:
+        recording = Recording(conn)
+        session = WriteSession(recording, backend, ann, single_write=True)
+        assert opened == []                              # nothing sent yet
+        session.insert("Charge", [{"account": account, "amount": Decimal(30)}])
+        session.finish()
+        trips = kinds(recording.trips)
+    assert trips == [["begin", "switch", "lock", "insert", "invariant"]] and opened == [True]
+    assert b.sql('SELECT sum(amount) FROM "Charge"') == [(30,)]
+
+
+def test_a_deferred_opening_goes_first_on_its_own_before_any_other_statement(charges):
+    b, backend, ann, account = charges
+    with tenant_transaction(b.tenant.id, ann.db_claims(), deferred=True) as conn:
+        # not a pipeline: the opening is sent first, so this runs in the transaction, as the
+        # tenant's role, in its schema
+        assert conn.execute("SELECT current_user, current_schema(), now() = statement_timestamp()").fetchone() == (
+            schema_name(b.tenant.id), schema_name(b.tenant.id), False)
+        session = WriteSession(conn, backend, Caller("service"))
+        session.update("Account", (sql.SQL("r.id = %(a)s::uuid"), {"a": account}), {"credit_limit": Decimal(7)})
+        session.finish()
+    assert b.sql('SELECT credit_limit FROM "Account"') == [(7,)]
+    # a transaction that sent nothing ran nothing, and leaves the connection as it was
+    with tenant_transaction(b.tenant.id, ann.db_claims(), deferred=True):
+        pass
