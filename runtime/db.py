@@ -30,7 +30,7 @@ import re
 import threading
 from collections import OrderedDict
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import psycopg
 from psycopg import ClientCursor
@@ -228,7 +228,7 @@ class DeferredOpening:
 
     def take_opening(self) -> list[tuple[str, tuple | None]]:
         """The opening's statements, to be sent first in the caller's pipeline ([] if it
-        was sent already); the caller must then call `opened()` or `refused()`."""
+        was sent already); the caller must then call `opened()`."""
         if not self._pending:
             return []
         self._pending = False
@@ -238,12 +238,15 @@ class DeferredOpening:
         statements.append((_SWITCH, self._params[-3:]))
         return statements
 
-    def opened(self, error: BaseException | None = None) -> None:
-        """The pipeline carrying the opening has run, maybe failing with `error`:
-        `TenantChanged` if the guard refused (nothing else ran)."""
+    def opened(self, ran: Sequence[bool], error: BaseException | None = None) -> None:
+        """The pipeline carrying the opening has run, maybe failing with `error`; `ran`:
+        which of the opening's statements answered. `TenantChanged` if the guard refused
+        (nothing else ran). The guard counts as checked (`on_open`) only if it answered:
+        after any other failure before it, the facts are still to be checked."""
         if error is not None and isinstance(error, psycopg.Error) and _changed(error):
             raise TenantChanged() from None
-        if self._on_open is not None:
+        guard_ran = ran[1] if self._guarded and len(ran) > 1 else bool(ran and ran[0])
+        if guard_ran and self._on_open is not None:
             self._on_open()
 
     def __getattr__(self, name: str):

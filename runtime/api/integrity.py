@@ -334,8 +334,7 @@ class WriteSession:
         before = self._lock_matching(ent, where, "delete")
         if not before:
             return []
-        self.follow_deletion(entity, [row.id for row in before])
-        self._touch(entity, [row.data for row in before])
+        self.follow_deletion(entity, [row.id for row in before], [row.data for row in before])
         self.conn.execute(
             sql.SQL("DELETE FROM {} AS {} WHERE {}.id = ANY(%(_ids)s::uuid[])").format(
                 sql.Identifier(entity), ALIAS, ALIAS),
@@ -343,41 +342,57 @@ class WriteSession:
         )
         return self._record([Written(entity, "delete", row, None) for row in before])
 
-    def follow_deletion(self, table: str, ids: Sequence[str]) -> list[Written]:
-        """Before rows of `table` (an entity, or the end users' table) are deleted: the rows
-        their deletion changes through `on_delete`, found and locked (FOR UPDATE) through
-        every level of references. References that clear (`set_null`) are cleared here, as
-        updates (the entity's checks hold); rows that go along (`cascade`) are left to the
-        database's own cascade, which deletes exactly these: their referenced rows are
-        locked already, so no new row can point at them meanwhile. Either way each changed
-        row is audited and the invariants it reaches are evaluated, as for a direct write.
+    def follow_deletion(self, table: str, ids: Sequence[str],
+                        rows: Sequence[Mapping[str, Any]] = ()) -> list[Written]:
+        """Before rows of `table` (an entity, or the end users' table), locked already, are
+        deleted (`rows`: their values, when they are an entity's): the rows their deletion
+        changes through `on_delete`, found and locked (FOR UPDATE) through every level of
+        references. References that clear (`set_null`) are cleared here, as updates (all of
+        a row's cleared fields in one; the entity's checks hold); rows that go along
+        (`cascade`) are left to the database's own cascade, which deletes exactly these:
+        their referenced rows are locked, so no new row can point at them meanwhile. Either
+        way each changed row is audited, its event recorded, and the invariants it reaches
+        evaluated, as for a direct write. Every anchor is locked before anything is written
+        (a table lock taken after writing to that table could deadlock with another writer).
         Access rules do not apply to these rows: `on_delete` is the definition's own rule."""
-        doomed: dict[str, dict[str, StoredRow]] = {}
-        cleared: dict[tuple[str, str], dict[str, StoredRow]] = {}
         top = set(ids)
+        doomed: dict[str, dict[str, StoredRow]] = {}
+        cleared: dict[str, dict[str, tuple[StoredRow, set[str]]]] = {}    # entity -> id -> (row, fields)
         frontier = [(table, sorted(top))]
         while frontier:
             target, target_ids = frontier.pop()
             for ent, name, action in self._references_to(target):
                 found = self._lock_referencing(ent, name, target_ids)
                 if action == "SET NULL":
-                    cleared.setdefault((ent.name, name), {}).update((row.id, row) for row in found)
+                    those = cleared.setdefault(ent.name, {})
+                    for row in found:
+                        those.setdefault(row.id, (row, set()))[1].add(name)
                     continue
                 taken = doomed.setdefault(ent.name, {})
                 fresh = [row for row in found if row.id not in taken and not (ent.name == table and row.id in top)]
                 taken.update((row.id, row) for row in fresh)
                 if fresh:
                     frontier.append((ent.name, [row.id for row in fresh]))
-        changed: list[Written] = []
-        for (entity, name), rows in sorted(cleared.items()):
+        updates: list[tuple[str, frozenset[str], list[StoredRow]]] = []
+        for entity, found in sorted(cleared.items()):
             going = doomed.get(entity, {})
-            keep = [row for row in rows.values() if row.id not in going and not (entity == table and row.id in top)]
-            if keep:
-                changed += self._update_rows(self.entity(entity), sorted(keep, key=lambda row: row.id),
-                                             {name: None}, transition=True)
-        for entity, rows in sorted(doomed.items()):
-            self._touch(entity, [row.data for row in rows.values()])
-            changed += self._record([Written(entity, "delete", row, None) for row in rows.values()])
+            by_fields: dict[frozenset[str], list[StoredRow]] = {}
+            for row_id, (row, names) in sorted(found.items()):
+                if row_id not in going and not (entity == table and row_id in top):
+                    by_fields.setdefault(frozenset(names), []).append(row)
+            updates += [(entity, names, group) for names, group in sorted(by_fields.items(), key=lambda i: sorted(i[0]))]
+        # every anchor first: of the rows deleted, and of the cleared rows as they are and will be
+        if rows:
+            self._touch(table, rows)
+        for entity, going in sorted(doomed.items()):
+            self._touch(entity, [row.data for row in going.values()])
+        for entity, names, group in updates:
+            self._touch(entity, [row.data for row in group] + [{**row.data, **dict.fromkeys(names)} for row in group])
+        changed: list[Written] = []
+        for entity, names, group in updates:
+            changed += self._update_rows(self.entity(entity), group, dict.fromkeys(sorted(names)), transition=True)
+        for entity, going in sorted(doomed.items()):
+            changed += self._record([Written(entity, "delete", row, None) for row in going.values()])
         return changed
 
     def _references_to(self, table: str) -> list[tuple[CompiledEntity, str, str]]:
@@ -499,7 +514,9 @@ class WriteSession:
         except Exception as exc:     # psycopg.Error, raised when the pipeline is synced
             error = exc
         if opening:
-            self.conn.opened(error)     # TenantChanged if the guard refused: nothing ran
+            # TenantChanged if the guard refused: nothing ran
+            ran = [cursor.pgresult is not None for cursor in cursors[:len(opening)]]
+            self.conn.opened(ran + [False] * (len(opening) - len(ran)), error)
             cursors = cursors[len(opening):]
         results: list[list | None] = []
         for cursor in cursors:

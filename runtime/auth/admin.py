@@ -177,11 +177,14 @@ def _delete_user(context: RequestContext, user_id: str) -> None:
         # the rows the user's deletion changes (`user` fields' on_delete) are audited and
         # their invariants evaluated, as for any write (a tenant without a definition has
         # no such rows)
+        # locked first: a row pointing at the user cannot be written meanwhile (its
+        # reference check waits), so the database's own cascade finds only the rows followed
+        if users.by_id(conn, user_id, lock=True) is None:
+            raise user_not_found()
         session = WriteSession(conn, context.backend, context.caller) if context.tenant.version else None
         if session is not None:
             session.follow_deletion(USERS_TABLE, [user_id])
-        if not users.delete(conn, user_id):
-            raise user_not_found()
+        users.delete(conn, user_id)
         if session is not None:
             session.finish()
     if session is not None:

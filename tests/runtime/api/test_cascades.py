@@ -7,8 +7,17 @@ from __future__ import annotations
 
 import pytest
 
+import threading
+import time
+
+from django.db import connection as django_connection
 from platform_client import PlatformClient
 from write_support import backend_with
+
+from runtime.api.backends import backend_for
+from runtime.api.context import Caller, resolve_tenant
+from runtime.api.integrity import WriteSession
+from runtime.db import tenant_transaction
 
 BOARDS = """
 version: 1
@@ -34,6 +43,7 @@ entities:
       lane: {type: ref, to: Lane, required: true, on_delete: cascade, related_name: cards}
       label: {type: ref, to: Label, on_delete: set_null, related_name: cards}
       reviewer: {type: user}
+      watcher: {type: user}
       title: {type: string, required: true}
       urgent: {type: boolean, default: false}
     checks:
@@ -62,13 +72,14 @@ def boards(committed_tenants, alice):
     return b
 
 
-def make_board(b, who: str, *, label: str | None = None, urgent: bool = False, reviewer: str | None = None) -> dict:
+def make_board(b, who: str, *, label: str | None = None, urgent: bool = False, reviewer: str | None = None,
+               watcher: str | None = None) -> dict:
     api = b.as_user(who)
     board = api.post("Board", {"name": "plans"}, prefer="return=representation").body[0]
     lanes = api.post("Lane", [{"board": board["id"], "name": n} for n in ("todo", "done")],
                      prefer="return=representation").body
     cards = api.post("Card", [{"lane": lane["id"], "title": f"card {n}", "label": label, "urgent": urgent,
-                               "reviewer": reviewer} for n, lane in enumerate(lanes)],
+                               "reviewer": reviewer, "watcher": watcher} for n, lane in enumerate(lanes)],
                      prefer="return=representation").body
     assert len(cards) == 2
     return {"board": board["id"], "lanes": sorted(x["id"] for x in lanes), "cards": sorted(x["id"] for x in cards)}
@@ -207,3 +218,48 @@ def test_a_restricting_user_field_refuses_the_users_deletion_with_409_in_auths_s
     assert audit(boards, mark) == []
     assert boards.sql("SELECT count(*) FROM _users WHERE id = %s", [bob])[0][0] == 1
     assert (count(boards, "Board"), count(boards, "Card"), count(boards, "Note")) == (1, 2, 1)
+
+
+def test_a_row_losing_two_references_at_once_is_one_update(boards):
+    ann, bob = boards.users["ann"], boards.users["bob"]
+    anns = make_board(boards, "ann", reviewer=bob, watcher=bob)
+    mark = last_audit_id(boards)
+    assert delete_user(boards, bob).status_code == 200
+    updates = [(row, sorted(changed), before["reviewer"], before["watcher"], after["reviewer"], after["watcher"])
+               for _, _, entity, row, op, changed, before, after in audit(boards, mark) if op == "update"]
+    assert sorted(updates) == [(card, ["reviewer", "watcher"], bob, bob, None, None) for card in anns["cards"]]
+    assert boards.sql('SELECT owner::text FROM "Board"') == [(ann,)]
+
+
+def test_a_row_written_for_an_end_user_while_they_are_deleted_is_followed_too(boards):
+    """The user's row is locked before the deletion looks for what points at it: a row
+    written meanwhile is waited for and then audited, not cascaded away unseen."""
+    bob = boards.users["bob"]
+    backend = backend_for(boards.tenant.id, resolve_tenant(boards.slug).version)
+    mark = last_audit_id(boards)
+    answers: list = []
+
+    def delete_bob():
+        try:
+            answers.append(delete_user(boards, bob))
+        finally:
+            django_connection.close()
+
+    deleting = threading.Thread(target=delete_bob)
+    with tenant_transaction(boards.tenant.id) as conn:
+        session = WriteSession(conn, backend, Caller("service"))
+        board = session.insert("Board", [{"owner": bob, "name": "late"}])[0].row.id
+        session.finish()
+        deleting.start()
+        with django_connection.cursor() as watcher:      # until the deletion waits for us
+            while deleting.is_alive():
+                watcher.execute("SELECT 1 FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
+                                " WHERE NOT l.granted AND a.datname = current_database()")
+                if watcher.fetchone():
+                    break
+                time.sleep(0.05)
+    deleting.join(60)
+    assert answers and answers[0].status_code == 200, answers
+    deleted = [(entity, row) for _, _, entity, row, op, *_ in audit(boards, mark) if op == "delete"]
+    assert deleted == [("Board", board)]
+    assert count(boards, "Board") == 0

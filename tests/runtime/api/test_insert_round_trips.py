@@ -245,6 +245,7 @@ def test_the_data_apis_insert_sends_its_transactions_opening_in_the_same_pipelin
     b, backend, ann, account = charges
     tenant = resolve_tenant(b.slug)
     guard = (b.slug, "no-key-hash", str(b.tenant.id), tenant.version, "anon", b"")
+    audit_sequence = b.sql("SELECT last_value, is_called FROM _audit_id_seq")
     with pytest.raises(TenantChanged), tenant_transaction(b.tenant.id, ann.db_claims(), guard, deferred=True) as conn:
         recording = Recording(conn)
         session = WriteSession(recording, backend, ann, single_write=True)
@@ -256,6 +257,8 @@ def test_the_data_apis_insert_sends_its_transactions_opening_in_the_same_pipelin
     # (psycopg stops sending the rest of the pipeline once it sees the error)
     assert len(refused) == 1 and refused[0][:3] == ["begin", "guard", "switch"], refused
     assert b.sql('SELECT count(*) FROM "Charge"') == [(0,)]
+    # the INSERT (which writes its audit row) never ran: a sequence is not rolled back
+    assert b.sql("SELECT last_value, is_called FROM _audit_id_seq") == audit_sequence
 
     opened: list[bool] = []
     with tenant_transaction(b.tenant.id, ann.db_claims(), deferred=True, on_open=lambda: opened.append(True)) as conn:

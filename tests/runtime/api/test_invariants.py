@@ -18,6 +18,7 @@ from runtime.api.context import Caller, resolve_tenant
 from runtime.api.errors import ApiError
 from runtime.api.integrity import WriteSession
 from runtime.db import tenant_transaction
+from tenants.provisioning import schema_name
 from write_support import CHARGES, backend_with, example
 
 
@@ -199,8 +200,8 @@ def test_an_anchor_inserted_while_a_whole_entity_invariant_is_evaluated_waits_an
         # until the insert waits for this transaction (or, without the table lock, is done)
         with django_connection.cursor() as watcher:
             while inserting.is_alive():
-                watcher.execute("SELECT 1 FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
-                                " WHERE NOT l.granted AND a.datname = current_database()")
+                watcher.execute("SELECT 1 FROM pg_locks WHERE NOT granted AND relation = %s::regclass",
+                                [f'"{schema_name(b.tenant.id)}"."Ticket"'])
                 if watcher.fetchone():
                     break
                 time.sleep(0.05)
