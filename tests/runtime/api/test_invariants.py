@@ -5,7 +5,6 @@ under concurrency (the anchor row is locked before the rule reads anything)."""
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 from decimal import Decimal
 
@@ -19,7 +18,7 @@ from runtime.api.errors import ApiError
 from runtime.api.integrity import WriteSession
 from runtime.db import tenant_transaction
 from tenants.provisioning import schema_name
-from write_support import CHARGES, backend_with, example
+from write_support import CHARGES, backend_with, example, wait_while_running_until_blocked
 
 
 @pytest.fixture
@@ -198,13 +197,7 @@ def test_an_anchor_inserted_while_a_whole_entity_invariant_is_evaluated_waits_an
         session.finish()                    # no ticket yet: holds
         inserting.start()
         # until the insert waits for this transaction (or, without the table lock, is done)
-        with django_connection.cursor() as watcher:
-            while inserting.is_alive():
-                watcher.execute("SELECT 1 FROM pg_locks WHERE NOT granted AND relation = %s::regclass",
-                                [f'"{schema_name(b.tenant.id)}"."Ticket"'])
-                if watcher.fetchone():
-                    break
-                time.sleep(0.05)
+        wait_while_running_until_blocked(inserting, f'"{schema_name(b.tenant.id)}"."Ticket"')
         assert inserting.is_alive(), f"the insert did not wait: {answers[0].status_code}"
     inserting.join(60)
     r = answers[0]

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import json
 import textwrap
+import time
 import uuid
 from pathlib import Path
+
+from django.db import connection
 
 from platform_client import PlatformClient as Client
 
@@ -124,3 +127,19 @@ def backend_with(committed_tenants, owner, source: str, name: str = "Writes") ->
 
 def example(name: str) -> str:
     return (EXAMPLES / f"{name}.yaml").read_text()
+
+
+def wait_while_running_until_blocked(thread, table: str | None = None, poll: float = 0.05) -> None:
+    """Return once a lock request in this database waits (on `table`, a quoted qualified
+    name, if given), or once `thread` has ended: a test that holds a transaction open
+    then knows the other side is waiting for it, or that it did not wait at all."""
+    with connection.cursor() as cur:
+        while thread.is_alive():
+            if table is None:
+                cur.execute("SELECT 1 FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
+                            " WHERE NOT l.granted AND a.datname = current_database()")
+            else:
+                cur.execute("SELECT 1 FROM pg_locks WHERE NOT granted AND relation = %s::regclass", [table])
+            if cur.fetchone():
+                return
+            time.sleep(poll)
