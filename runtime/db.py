@@ -169,7 +169,7 @@ def _switch_parts(conn: psycopg.Connection, guarded: bool) -> tuple[list[str], b
     return parts, fresh_any
 
 
-def _changed(exc: psycopg.Error) -> bool:
+def _changed(exc: BaseException) -> bool:
     return getattr(exc, "sqlstate", None) == TENANT_CHANGED
 
 
@@ -197,9 +197,9 @@ def tenant_transaction(tenant_id: str, claims: dict | None = None, guard: tuple 
     Callers must not commit or roll back themselves (savepoints, `conn.transaction()`,
     are fine).
 
-    `deferred`: that opening is not sent yet; the connection comes as a `DeferredOpening`,
-    whose first pipeline carries it (one round trip fewer), and `on_open()` is called once
-    it has run. A transaction that ends before sending anything ran nothing."""
+    `on_open()` is called once that opening has run (the guard has held). `deferred`: it is
+    not sent yet; the connection comes as a `DeferredOpening`, whose first pipeline carries
+    it (one round trip fewer). A transaction that ends before sending anything ran nothing."""
     params = _switch_params(tenant_id, claims, guard)
     with runtime_pool().connection() as conn:
         try:
@@ -207,6 +207,8 @@ def tenant_transaction(tenant_id: str, claims: dict | None = None, guard: tuple 
                 yield DeferredOpening(conn, guard is not None, params, on_open)
             else:
                 _begin(conn, guard is not None, params)
+                if on_open is not None:
+                    on_open()
                 yield conn
         except BaseException:
             _rollback(conn)
@@ -240,13 +242,12 @@ class DeferredOpening:
 
     def opened(self, ran: Sequence[bool], error: BaseException | None = None) -> None:
         """The pipeline carrying the opening has run, maybe failing with `error`; `ran`:
-        which of the opening's statements answered. `TenantChanged` if the guard refused
+        which of the opening's statements answered (one flag each). `TenantChanged` if the guard refused
         (nothing else ran). The guard counts as checked (`on_open`) only if it answered:
         after any other failure before it, the facts are still to be checked."""
-        if error is not None and isinstance(error, psycopg.Error) and _changed(error):
+        if error is not None and _changed(error):
             raise TenantChanged() from None
-        guard_ran = ran[1] if self._guarded and len(ran) > 1 else bool(ran and ran[0])
-        if guard_ran and self._on_open is not None:
+        if ran[1 if self._guarded else 0] and self._on_open is not None:
             self._on_open()
 
     def __getattr__(self, name: str):

@@ -14,9 +14,7 @@ Callers:
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import jwt
 import psycopg
@@ -96,23 +94,19 @@ class RequestContext:
                 raise TenantChanged() from None
             self.guard = None
 
-    @contextmanager
-    def transaction(self, deferred: bool = False) -> Iterator[psycopg.Connection]:
+    def transaction(self, deferred: bool = False):
         """`tenant_transaction` under this tenant's role, as this caller; `deferred`: its
-        opening goes with the first pipeline (the guard counts as checked once it ran)."""
-        def opened() -> None:
-            self.guard = None
+        opening goes with the first pipeline. The guard counts as checked once it ran."""
+        return tenant_transaction(self.tenant.id, self.caller.db_claims(), self.guard,
+                                  deferred=deferred, on_open=self._guard_checked)
 
-        with tenant_transaction(self.tenant.id, self.caller.db_claims(), self.guard,
-                                deferred=deferred, on_open=opened) as conn:
-            if not deferred:
-                self.guard = None
-            yield conn
+    def _guard_checked(self) -> None:
+        self.guard = None
 
     def statement(self, query: str, params: dict) -> tuple | None:
         """`tenant_statement` (one message) under this tenant's role, as this caller."""
         row = tenant_statement(self.tenant.id, self.caller.db_claims(), query, params, self.guard)
-        self.guard = None
+        self._guard_checked()
         return row
 
     @property

@@ -355,10 +355,10 @@ class WriteSession:
         evaluated, as for a direct write. Every anchor is locked before anything is written
         (a table lock taken after writing to that table could deadlock with another writer).
         Access rules do not apply to these rows: `on_delete` is the definition's own rule."""
-        top = set(ids)
-        doomed: dict[str, dict[str, StoredRow]] = {}
+        going: dict[str, set[str]] = {table: set(ids)}     # table -> ids deleted, these and the cascade's
+        doomed: dict[str, list[StoredRow]] = {}             # entity -> rows the cascade deletes
         cleared: dict[str, dict[str, tuple[StoredRow, set[str]]]] = {}    # entity -> id -> (row, fields)
-        frontier = [(table, sorted(top))]
+        frontier = [(table, sorted(ids))]
         while frontier:
             target, target_ids = frontier.pop()
             for ent, name, action in self._references_to(target):
@@ -368,31 +368,32 @@ class WriteSession:
                     for row in found:
                         those.setdefault(row.id, (row, set()))[1].add(name)
                     continue
-                taken = doomed.setdefault(ent.name, {})
-                fresh = [row for row in found if row.id not in taken and not (ent.name == table and row.id in top)]
-                taken.update((row.id, row) for row in fresh)
+                gone = going.setdefault(ent.name, set())
+                fresh = [row for row in found if row.id not in gone]
                 if fresh:
+                    gone.update(row.id for row in fresh)
+                    doomed.setdefault(ent.name, []).extend(fresh)
                     frontier.append((ent.name, [row.id for row in fresh]))
-        updates: list[tuple[str, frozenset[str], list[StoredRow]]] = []
+        # rows that lose references and stay, one update per entity and set of fields
+        updates: list[tuple[str, dict[str, None], list[StoredRow]]] = []
         for entity, found in sorted(cleared.items()):
-            going = doomed.get(entity, {})
-            by_fields: dict[frozenset[str], list[StoredRow]] = {}
+            by_fields: dict[tuple[str, ...], list[StoredRow]] = {}
             for row_id, (row, names) in sorted(found.items()):
-                if row_id not in going and not (entity == table and row_id in top):
-                    by_fields.setdefault(frozenset(names), []).append(row)
-            updates += [(entity, names, group) for names, group in sorted(by_fields.items(), key=lambda i: sorted(i[0]))]
+                if row_id not in going.get(entity, ()):
+                    by_fields.setdefault(tuple(sorted(names)), []).append(row)
+            updates += [(entity, dict.fromkeys(names), group) for names, group in sorted(by_fields.items())]
         # every anchor first: of the rows deleted, and of the cleared rows as they are and will be
         if rows:
             self._touch(table, rows)
-        for entity, going in sorted(doomed.items()):
-            self._touch(entity, [row.data for row in going.values()])
-        for entity, names, group in updates:
-            self._touch(entity, [row.data for row in group] + [{**row.data, **dict.fromkeys(names)} for row in group])
+        for entity, group in sorted(doomed.items()):
+            self._touch(entity, [row.data for row in group])
+        for entity, values, group in updates:
+            self._touch(entity, [row.data for row in group] + [{**row.data, **values} for row in group])
         changed: list[Written] = []
-        for entity, names, group in updates:
-            changed += self._update_rows(self.entity(entity), group, dict.fromkeys(sorted(names)), transition=True)
-        for entity, going in sorted(doomed.items()):
-            changed += self._record([Written(entity, "delete", row, None) for row in going.values()])
+        for entity, values, group in updates:
+            changed += self._update_rows(self.entity(entity), group, values, transition=True, touched=True)
+        for entity, group in sorted(doomed.items()):
+            changed += self._record([Written(entity, "delete", row, None) for row in group])
         return changed
 
     def _references_to(self, table: str) -> list[tuple[CompiledEntity, str, str]]:
@@ -557,14 +558,17 @@ class WriteSession:
         return rows
 
     def _update_rows(self, ent: CompiledEntity, before: list[StoredRow], values: Mapping[str, Any],
-                     transition: bool = False) -> list[Written]:
+                     transition: bool = False, touched: bool = False) -> list[Written]:
+        """Update these locked rows to `values`; `touched`: the caller has already locked
+        the anchors the rows reach as they are and as `values` make them."""
         if not before or not values:
             return []
         state = ent.state_field
         if not transition and state in values and any(row.data.get(state) != values[state] for row in before):
             raise state_field_error(ent, f"an update may not change {ent.name}.{state}")
         ids = [row.id for row in before]
-        self._touch(ent.name, [row.data for row in before] + [{**row.data, **values} for row in before])
+        if not touched:
+            self._touch(ent.name, [row.data for row in before] + [{**row.data, **values} for row in before])
         assignments, params = [], {"_ids": ids}
         for n, (name, value) in enumerate(values.items()):
             column = ent.table.columns[name]

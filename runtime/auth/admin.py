@@ -174,18 +174,17 @@ def delete_user(request, context: RequestContext, user_id: str):
 
 def _delete_user(context: RequestContext, user_id: str) -> None:
     with tenant_transaction(context.tenant.id, context.caller.db_claims()) as conn:
-        # the rows the user's deletion changes (`user` fields' on_delete) are audited and
-        # their invariants evaluated, as for any write (a tenant without a definition has
-        # no such rows)
         # locked first: a row pointing at the user cannot be written meanwhile (its
         # reference check waits), so the database's own cascade finds only the rows followed
         if users.by_id(conn, user_id, lock=True) is None:
             raise user_not_found()
-        session = WriteSession(conn, context.backend, context.caller) if context.tenant.version else None
-        if session is not None:
-            session.follow_deletion(USERS_TABLE, [user_id])
+        if context.tenant.version is None:      # no definition: no rows point at users
+            users.delete(conn, user_id)
+            return
+        # the rows whose `user` fields follow the user (on_delete) are written as any
+        # write is: audited, their invariants evaluated
+        session = WriteSession(conn, context.backend, context.caller)
+        session.follow_deletion(USERS_TABLE, [user_id])
         users.delete(conn, user_id)
-        if session is not None:
-            session.finish()
-    if session is not None:
-        session.outbox.wake()
+        session.finish()
+    session.outbox.wake()

@@ -283,6 +283,9 @@ def test_a_deferred_opening_goes_first_on_its_own_before_any_other_statement(cha
         session.update("Account", (sql.SQL("r.id = %(a)s::uuid"), {"a": account}), {"credit_limit": Decimal(7)})
         session.finish()
     assert b.sql('SELECT credit_limit FROM "Account"') == [(7,)]
-    # a transaction that sent nothing ran nothing, and leaves the connection as it was
-    with tenant_transaction(b.tenant.id, ann.db_claims(), deferred=True):
+    # a transaction that ends before sending anything sends nothing (not even its opening:
+    # `on_open` is never called) and ends without error
+    opened: list[bool] = []
+    with tenant_transaction(b.tenant.id, ann.db_claims(), deferred=True, on_open=lambda: opened.append(True)):
         pass
+    assert opened == []
