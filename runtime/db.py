@@ -30,7 +30,7 @@ import re
 import threading
 from collections import OrderedDict
 from contextlib import contextmanager
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence, TypeVar
 
 import psycopg
 from psycopg import ClientCursor
@@ -40,6 +40,8 @@ from psycopg_pool import ConnectionPool
 
 from tenants.crypto import runtime_role_password
 from tenants.provisioning import schema_name
+
+T = TypeVar("T")
 
 _pools: dict[str, ConnectionPool] = {}
 _lock = threading.Lock()
@@ -214,6 +216,28 @@ def tenant_transaction(tenant_id: str, claims: dict | None = None, guard: tuple 
             _rollback(conn)
             raise
         conn.commit()
+
+
+# Postgres rolls a transaction back for these when it lost a race with a concurrent one:
+# serialization failure, deadlock. The work can simply be done again.
+RETRYABLE = frozenset({"40001", "40P01"})
+ATTEMPTS = 3
+
+
+def retried(work: Callable[[], T], *, also: Callable[[psycopg.Error], bool] | None = None) -> T:
+    """`work()`, which runs one whole tenant transaction (and whatever follows its commit),
+    done again when Postgres rolled that transaction back for losing a race (`RETRYABLE`,
+    or an error `also` accepts), at most `ATTEMPTS` times in all; then the error is raised.
+    Nothing of a failed attempt survives it: its transaction was rolled back, and anything
+    to do after commit (an outbox's wake-up) must happen inside `work`."""
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return work()
+        except psycopg.Error as exc:
+            again = exc.sqlstate in RETRYABLE or (also is not None and also(exc))
+            if not again or attempt == ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
 
 
 class DeferredOpening:

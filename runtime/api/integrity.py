@@ -44,7 +44,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from psycopg import sql
 
@@ -319,12 +319,20 @@ class WriteSession:
         self._settle(behind, results[len(results) - len(behind):])
         return self._record([Written(entity, "insert", None, row) for row in stored], audited=True)
 
-    def update(self, entity: str, where: Where, values: Mapping[str, Any]) -> list[Written]:
+    def update(self, entity: str, where: Where,
+               values: Mapping[str, Any] | Callable[[], Mapping[str, Any]]) -> list[Written]:
         """Update the rows matching `where` that the caller may update (and read); the
-        others are left alone, as PostgREST does. The new rows must pass the rule too."""
+        others are left alone, as PostgREST does. The new rows must pass the rule too.
+        `values` may be a function, called once the rows are locked (and only if some
+        matched): values it reads from the database then see those rows as they are now,
+        never as they were before a concurrent write committed (a lost update)."""
         ent = self.entity(entity)
-        self._refuse_system(ent, [values], allow_id=False)
+        if not callable(values):
+            self._refuse_system(ent, [values], allow_id=False)
         before = self._lock_matching(ent, where, "update")
+        if callable(values) and before:
+            values = values()
+            self._refuse_system(ent, [values], allow_id=False)
         return self._update_rows(ent, before, values)
 
     def delete(self, entity: str, where: Where) -> list[Written]:

@@ -14,6 +14,7 @@ import json
 import re
 import uuid
 from decimal import Decimal, InvalidOperation
+from functools import partial
 
 import psycopg
 from django.http import HttpResponse
@@ -24,6 +25,7 @@ from runtime.api.integrity import WriteSession
 from runtime.api.steps import ExpressionCache, StepRunner
 from runtime.jobs.outbox import jsonable
 from runtime.api.transitions import fire
+from runtime.db import retried
 from runtime.definition.model import Field
 from runtime.expressions import types as T
 
@@ -123,47 +125,58 @@ def handle(request, context, name: str):
         raise ApiError(405, "PGRST117", f"{request.method} is not allowed on rpc/{name}; use POST.")
     backend = context.backend
     body = _json_body(request)
-    caller = context.caller
-    try:
-        if "." in name:
-            entity, transition = name.split(".", 1)
-            if entity not in backend.entities or transition not in backend.entities[entity].transitions:
-                raise not_found(f"No transition '{name}'.", code="PGRST202")
-            validate_input({"id": Field("id", "uuid", "", required=True)}, body)
-            with context.transaction() as conn:
-                session = WriteSession(conn, backend, caller)
-                runner = StepRunner(conn, backend, session, caller.auth, {})
-                fire(runner, entity, transition, body["id"], check_access=True)
-                session.finish()
-                answer = _row_json(conn, entity, body["id"])
-            session.outbox.wake()
-            return _respond(request, answer)
+    if "." in name:
+        entity, transition = name.split(".", 1)
+        if entity not in backend.entities or transition not in backend.entities[entity].transitions:
+            raise not_found(f"No transition '{name}'.", code="PGRST202")
+        validate_input({"id": Field("id", "uuid", "", required=True)}, body)
+        work = partial(_fire, request, context, entity, transition, body["id"])
+    else:
         action = backend.actions.get(name)
         if action is None:
             raise not_found(f"No action or transition '{name}'.", code="PGRST202",
                             hint=f"Actions: {', '.join(backend.actions) or 'none'}.")
         given = validate_input(dict(action.input), body)
-        exprs = ExpressionCache.of(backend)
-        with context.transaction() as conn:
-            session = WriteSession(conn, backend, caller, enforce_access=False)
-            runner = StepRunner(conn, backend, session, caller.auth, given)
-            if not caller.is_service:
-                if action.access is None:
-                    raise forbidden(f"The action '{name}' has no access rule: only the service key may run it.")
-                if not runner.value(action.access, {}):
-                    raise forbidden(f"Denied by access of the action '{name}' ({action.access.path}).",
-                                    details=action.access.source)
-            env = runner.run(action.steps, {})
-            result = None
-            if action.returns is not None:
-                value = runner.value(action.returns, env)
-                returned = exprs.sites[action.returns.path].type
-                if isinstance(returned, T.Row) and value is not None:
-                    result = _row_json(conn, returned.entity, value)
-                else:
-                    result = json.dumps(jsonable(value))
-            session.finish()
-        session.outbox.wake()
-        return _respond(request, result)
+        work = partial(_run_action, request, context, name, action, given)
+    try:
+        # a transaction Postgres rolled back for losing a race (a deadlock between two
+        # actions writing the same rows in opposite orders) is run again, as writes are
+        return retried(work)
     except psycopg.Error as exc:
         raise from_postgres(exc) from exc
+
+
+def _fire(request, context, entity: str, transition: str, row_id) -> HttpResponse:
+    with context.transaction() as conn:
+        session = WriteSession(conn, context.backend, context.caller)
+        runner = StepRunner(conn, context.backend, session, context.caller.auth, {})
+        fire(runner, entity, transition, row_id, check_access=True)
+        session.finish()
+        answer = _row_json(conn, entity, row_id)
+    session.outbox.wake()
+    return _respond(request, answer)
+
+
+def _run_action(request, context, name: str, action, given: dict) -> HttpResponse:
+    backend, caller = context.backend, context.caller
+    with context.transaction() as conn:
+        session = WriteSession(conn, backend, caller, enforce_access=False)
+        runner = StepRunner(conn, backend, session, caller.auth, given)
+        if not caller.is_service:
+            if action.access is None:
+                raise forbidden(f"The action '{name}' has no access rule: only the service key may run it.")
+            if not runner.value(action.access, {}):
+                raise forbidden(f"Denied by access of the action '{name}' ({action.access.path}).",
+                                details=action.access.source)
+        env = runner.run(action.steps, {})
+        result = None
+        if action.returns is not None:
+            value = runner.value(action.returns, env)
+            returned = ExpressionCache.of(backend).sites[action.returns.path].type
+            if isinstance(returned, T.Row) and value is not None:
+                result = _row_json(conn, returned.entity, value)
+            else:
+                result = json.dumps(jsonable(value))
+        session.finish()
+    session.outbox.wake()
+    return _respond(request, result)

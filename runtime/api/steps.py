@@ -4,7 +4,9 @@ Every value is computed by Postgres: a step's expressions are compiled once per 
 (`ExpressionCache`, keyed by the expression's JSON Pointer, with the scope the type
 checker walked it in) and evaluated with `SELECT <expr>, ...` bound to the caller, the
 input and the names earlier steps bound. Rows are passed by id (`as` of a create binds the
-new row's id; traversals read the row as it is now).
+new row's id; traversals read the row as it is now). An `update` step's values are
+evaluated after its rows are locked, so a value read from those rows (`stock:
+input.product.stock - 1`) sees them as a concurrent write left them: no lost updates.
 
 Writes go through the transaction's `WriteSession`, so checks, the state machine and
 invariants hold; inside an action, entity access rules are not asked again (the action's
@@ -85,9 +87,9 @@ class StepRunner:
     # values -----------------------------------------------------------------------------
 
     def values(self, exprs: list[Expr], env: Mapping[str, Any]) -> list[Any]:
-        """Evaluate several expressions in one round trip."""
-        if not exprs:
-            return []
+        """Evaluate several expressions in one round trip (none if all are literals)."""
+        if all(expr.is_literal for expr in exprs):
+            return [expr.literal for expr in exprs]
         parts, params = [], {}
         for expr in exprs:
             if expr.is_literal:
@@ -125,7 +127,10 @@ class StepRunner:
             where = self._target_rows(step, env)
             if kind == "update":
                 setter = args.get("set") or {}
-                written = self.session.update(step.target, where, dict(zip(setter, self.values(list(setter.values()), env))))
+                # evaluated once the rows are locked: `stock: input.product.stock - 1`
+                # reads the stock a concurrent action may just have committed
+                written = self.session.update(
+                    step.target, where, lambda: dict(zip(setter, self.values(list(setter.values()), env))))
             else:
                 written = self.session.delete(step.target, where)
             bound = [w.row.id for w in written] if "where" in args else (written[0].row.id if written else None)

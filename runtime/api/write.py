@@ -35,13 +35,10 @@ from runtime.api.read import Params, caller_error, conditions_sql
 from runtime.api.request import ApiRequest, Column, Filter, Star
 from runtime.api.resource import resource_of
 from runtime.compile.backend import CompiledBackend, CompiledEntity
+from runtime.db import retried
 
 MAX_ROWS = 10_000
 MAX_JSON_DEPTH = 64
-ATTEMPTS = 3
-# Deadlocks and serialization failures are retried; so is a unique violation of an upsert
-# (a concurrent insert of the same key: the retry finds the row and updates it).
-RETRYABLE = {"40001", "40P01"}
 INT64 = (-(2**63), 2**63 - 1)
 
 
@@ -54,31 +51,34 @@ def handle_write(request, context, entity_name: str) -> HttpResponse:
     api = parse_request(request)
     body = None if request.method == "DELETE" else read_body(request)
     plan = plan_write(api, backend, entity, body)
-    for attempt in range(ATTEMPTS):
-        try:
-            # deferred: an insert's pipeline carries BEGIN, the guard and the switch too
-            with context.transaction(deferred=True) as conn:
-                session = WriteSession(conn, backend, context.caller, single_write=True)
-                written = execute(session, plan)
-                session.finish()
-                payload = None
-                if api.preferences.return_ == "representation":
-                    payload = representation(conn, session, entity, api, written)
-                    if api.single:  # inside the transaction: a 406 rolls the write back
-                        payload = single_object(payload)
-            session.outbox.wake()
-            return respond(api, written, payload)
-        except PoolTimeout:  # before psycopg.Error, which it is too
-            raise busy() from None
-        except psycopg.Error as exc:
-            state = getattr(exc, "sqlstate", None)
-            retry = state in RETRYABLE or (state == "23505" and plan.kind == "upsert")
-            if retry and attempt < ATTEMPTS - 1:
-                continue
-            if state is None:  # refused by the driver before Postgres saw it
-                raise bad_request("A value could not be sent to the database.", details=type(exc).__name__)
-            raise caller_error(exc)
-    raise AssertionError("unreachable")
+
+    def attempt() -> HttpResponse:
+        # deferred: an insert's pipeline carries BEGIN, the guard and the switch too
+        with context.transaction(deferred=True) as conn:
+            session = WriteSession(conn, backend, context.caller, single_write=True)
+            written = execute(session, plan)
+            session.finish()
+            payload = None
+            if api.preferences.return_ == "representation":
+                payload = representation(conn, session, entity, api, written)
+                if api.single:  # inside the transaction: a 406 rolls the write back
+                    payload = single_object(payload)
+        session.outbox.wake()
+        return respond(api, written, payload)
+
+    try:
+        # an upsert that lost the race to insert its key finds the row on the next attempt
+        return retried(attempt, also=_duplicate_key if plan.kind == "upsert" else None)
+    except PoolTimeout:  # before psycopg.Error, which it is too
+        raise busy() from None
+    except psycopg.Error as exc:
+        if getattr(exc, "sqlstate", None) is None:  # refused by the driver before Postgres saw it
+            raise bad_request("A value could not be sent to the database.", details=type(exc).__name__)
+        raise caller_error(exc)
+
+
+def _duplicate_key(exc: psycopg.Error) -> bool:
+    return exc.sqlstate == "23505"
 
 
 # The body ---------------------------------------------------------------------------------

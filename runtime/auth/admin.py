@@ -8,6 +8,8 @@ be `authenticated` or one of the definition's roles.
 
 from __future__ import annotations
 
+from functools import partial
+
 import psycopg
 import structlog
 
@@ -21,7 +23,7 @@ from runtime.auth.responses import dispatch, json_response, uuid_of
 from runtime.auth.shapes import (
     AUDIENCE, app_metadata_to_store, body_of, email_of, merged, metadata_of, user_json,
 )
-from runtime.db import tenant_transaction
+from runtime.db import retried, tenant_transaction
 from runtime.migrations.tables import USERS_TABLE
 
 log = structlog.get_logger("plinth.auth")
@@ -165,7 +167,8 @@ def delete_user(request, context: RequestContext, user_id: str):
     `should_soft_delete` is ignored: deletion is always for good."""
     policy_of(context)
     try:
-        _delete_user(context, user_id)
+        # run again if Postgres rolled it back for a deadlock with a concurrent write
+        retried(partial(_delete_user, context, user_id))
     except psycopg.Error as exc:     # a `user` field with on_delete: restrict: 409
         raise from_postgres(exc) from None
     log.info("auth.admin_delete_user", user_id=user_id)
