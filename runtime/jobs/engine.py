@@ -40,6 +40,7 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Mapping
 
 import psycopg
@@ -51,7 +52,7 @@ from runtime.api.errors import ApiError
 from runtime.api.integrity import WriteSession
 from runtime.api.steps import StepRunner
 from runtime.compile import CompiledBackend
-from runtime.db import tenant_transaction
+from runtime.db import retried, tenant_transaction
 from runtime.definition.model import Expr, Step
 from runtime.jobs.outbox import jsonable
 
@@ -450,7 +451,9 @@ class Execution:
         kind = step.kind
         try:
             if kind in DATA_KINDS or kind in ("if", "for_each"):
-                return self.data_step(step, key, env, last=last, following=following)
+                # one transaction (the step and its checkpoint), run again if Postgres
+                # rolled it back for a deadlock: not a failure of the step
+                return retried(partial(self.data_step, step, key, env, last=last, following=following))
             if kind in ("http", "ai"):
                 return self.call_step(step, key, env, last=last, following=following)
             if kind == "sleep":

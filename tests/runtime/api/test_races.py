@@ -166,3 +166,38 @@ def test_an_actions_update_reads_the_row_as_a_concurrent_write_left_it(committed
     assert answers and answers[0].status_code == 200, answers and answers[0].body
     assert shop.sql('SELECT stock FROM "Product"') == [(992,)]
     assert shop.sql('SELECT total FROM "Order"')[0][0] == 30
+
+
+def test_a_job_step_that_deadlocks_is_run_again_not_failed(api_tenant):
+    """A data step is one transaction (the step and its checkpoint): rolled back for a
+    deadlock, it is run again at once, not counted as the step's failure (which, with one
+    attempt, would have killed the run)."""
+    from runtime.jobs import engine
+
+    api = api_tenant(source=COUNTERS + """
+jobs:
+  reset_all:
+    retry: {attempts: 1}
+    steps:
+      - update: Counter
+        where: "record.n >= 0"
+        set: {n: 5}
+""")
+    low, high = sorted(str(uuid.uuid4()) for _ in range(2))
+    api.sql('INSERT INTO "Counter" (id) VALUES (%s), (%s)', [low, high])
+    api.sql("INSERT INTO plinth_jobs.runs (kind, name, input) VALUES ('job', 'reset_all', '{}')")
+
+    def drain():
+        while engine.work():
+            pass
+
+    with tenant_transaction(api.tenant.id) as conn:
+        conn.execute('UPDATE "Counter" SET n = n + 10 WHERE id = %s', [high])
+        thread, answers = in_thread(drain)
+        wait_while_running_until_blocked(thread)
+        assert thread.is_alive()        # the step holds `low` and waits for `high`
+        conn.execute('UPDATE "Counter" SET n = n + 10 WHERE id = %s', [low])
+    thread.join(60)
+    assert not thread.is_alive()
+    assert api.sql("SELECT state, attempt FROM plinth_jobs.runs") == [("succeeded", 1)]
+    assert [n for (n,) in api.sql('SELECT n FROM "Counter" ORDER BY id')] == [5, 5]
