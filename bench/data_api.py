@@ -25,7 +25,11 @@ Beside the data API, in the same run, on the same table and rows:
     search path, claims, role) around a hand-written WHERE whose JSON Postgres builds;
     and the same view without the role switch (the database owner, schema-qualified
     tables), the ratio of the two being what isolation costs;
-(2) Django REST Framework's ListAPIView / RetrieveAPIView with a ModelSerializer.
+(2) Django REST Framework's ListAPIView / RetrieveAPIView with a ModelSerializer;
+(0) the floor: gunicorn answering a constant from its WSGI callable, before Django (as
+    many bytes as the data API answers; a POST reads its body and answers 201), which is
+    what gunicorn, loopback and wrk cost per request here: the ceiling of every row. The
+    report ends with each operation's ceiling and the share of it a target needs.
 
 The baselines do not authenticate (the owner is a query parameter); the data API does
 (tenant, apikey and bearer token on every request). For inserts, baseline (1) writes by
@@ -109,12 +113,14 @@ USERS = 10            # the measured one and nine others, whose rows the read ru
 ROWS_PER_USER = 1000
 PROJECTS = 64         # the measured user's; inserts rotate over them (the invariant's anchors)
 OBJECT = "application/vnd.pgrst.object+json"
+FLOOR = "/_bench/floor"      # bench/baselines/wsgi.py
+OPS = ("list", "get", "insert")
 
 
 @dataclass
 class Endpoint:
     op: str                 # list | get | insert
-    server: str             # api | b1 | b1_noswitch | b2
+    server: str             # api | b1 | b1_noswitch | b2 | b0 (the floor)
     label: str
     path: str
     headers: dict = field(default_factory=dict)
@@ -201,7 +207,7 @@ def endpoints(data: dict) -> list[Endpoint]:
     auth = {"apikey": data["anon"], "Authorization": f"Bearer {data['token']}"}
     json_body = {"Content-Type": "application/json"}
     bodies = [json.dumps({"project": p, "title": INSERTED_TITLE}) for p in data["projects"]]
-    return [
+    made = [
         Endpoint("list", "api", "data API", f"{api}?select=*&order=created_at.desc&limit=20", auth),
         Endpoint("list", "b1", "(1) plain view", f"/_bench/plain/{t}/todos?owner={user}"),
         Endpoint("list", "b1_noswitch", "(1) without role switch", f"/_bench/noswitch/{t}/todos?owner={user}"),
@@ -215,7 +221,12 @@ def endpoints(data: dict) -> list[Endpoint]:
                  json_body, "POST", bodies),
         Endpoint("insert", "b1_noswitch", "(1) without role switch", f"/_bench/noswitch/{t}/insert?owner={user}",
                  json_body, "POST", bodies),
+        # (0): its GET answers as many bytes as the data API does (set by check_answers)
+        Endpoint("list", "b0", "(0) floor: gunicorn, a constant", FLOOR),
+        Endpoint("get", "b0", "(0) floor: gunicorn, a constant", FLOOR),
+        Endpoint("insert", "b0", "(0) floor: gunicorn, a constant", FLOOR, json_body, "POST", bodies),
     ]
+    return sorted(made, key=lambda e: OPS.index(e.op))     # by operation, the floor last
 
 
 # the server -----------------------------------------------------------------------------
@@ -282,16 +293,17 @@ class CpuMeter:
 
 
 class Server:
-    """gunicorn as `make run` starts it, with the baseline views on."""
+    """gunicorn as `make run` starts it, with the baseline views and the floor on."""
 
-    def __init__(self, workers: int, threads: int, workdir: Path):
+    def __init__(self, workers: int, threads: int, workdir: Path, worker_class: str = "gthread"):
         self.port = free_port()
         self.log = workdir / "gunicorn.log"
         # DEBUG off as in production (DEBUG=1 wraps every ORM query in the debug cursor)
         env = {**os.environ, "LOG_LEVEL": "WARNING", "PLINTH_BENCH_VIEWS": "1", "DEBUG": "0",
                "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
-        command = [sys.executable, "-m", "gunicorn", "controlplane.wsgi", "--bind", f"127.0.0.1:{self.port}",
-                   "--workers", str(workers), "--threads", str(threads), "--worker-class", "gthread",
+        # the platform's application, plus the floor (0): bench/baselines/wsgi.py
+        command = [sys.executable, "-m", "gunicorn", "bench.baselines.wsgi", "--bind", f"127.0.0.1:{self.port}",
+                   "--workers", str(workers), "--threads", str(threads), "--worker-class", worker_class,
                    "--graceful-timeout", "10", "--control-socket", str(workdir / "gunicorn.ctl")]
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
@@ -329,16 +341,24 @@ class Server:
 
 
 def check_answers(server: Server, eps: list[Endpoint], data: dict) -> None:
-    """Every endpoint answers, and the same rows: a fast error would measure nothing."""
-    answers = {}
-    for e in eps:
+    """Every endpoint answers, and the same rows: a fast error would measure nothing. The
+    floor's GETs are then given the size of the data API's answer."""
+    answers, sizes = {}, {}
+    for e in sorted(eps, key=lambda e: e.server == "b0"):      # the floor last
         if e.method != "GET":
             status, text = server.request(e, e.bodies[0])
             assert status == 201, (e.label, e.op, status, text[:500])
             continue
+        if e.server == "b0":
+            e.path = f"{FLOOR}?bytes={sizes[e.op]}"
+            status, text = server.request(e)
+            assert status == 200 and len(text) == sizes[e.op], (e.label, e.op, status, len(text))
+            continue
         status, text = server.request(e)
         assert status == 200, (e.label, e.op, status, text[:500])
         answers[e.op, e.server] = json.loads(text)
+        if e.server == "api":
+            sizes[e.op] = len(text)
     for op in sorted({op for op, _ in answers}):
         api = answers[op, "api"]
         assert answers[op, "b1"] == api, f"{op}: baseline (1) answers other rows than the data API"
@@ -458,7 +478,8 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
     parser.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "2")))
-    parser.add_argument("--server-threads", type=int, default=4)
+    parser.add_argument("--server-threads", type=int, default=int(os.environ.get("WEB_THREADS", "4")))
+    parser.add_argument("--worker-class", default="gthread", help="gunicorn's: gthread (the platform's) or sync")
     parser.add_argument("--only", default="", help="comma-separated ops to run: list,get,insert")
     args = parser.parse_args()
 
@@ -469,7 +490,7 @@ def main() -> int:
         eps = endpoints(data)
         if args.only:
             eps = [e for e in eps if e.op in args.only.split(",")]
-        server = Server(args.workers, args.server_threads, Path(tmp))
+        server = Server(args.workers, args.server_threads, Path(tmp), args.worker_class)
         try:
             check_answers(server, eps, data)
             reset_inserts(data)
@@ -520,7 +541,7 @@ def report(eps: list[Endpoint], args, wrk: str | None, loads: list[float]) -> No
     tool = (f"wrk -t{args.threads} -c{args.connections}" if wrk else
             f"Python load generator ({args.connections} threads; wrk not installed, figures are lower)")
     print(f"\ndata_api: {tool}, {args.rounds} round(s) x {args.duration:g} s per endpoint after {args.warmup:g} s "
-          f"warm-up; gunicorn gthread {args.workers} workers x {args.server_threads} threads; "
+          f"warm-up; gunicorn {args.worker_class} {args.workers} workers x {args.server_threads} threads; "
           f"{USERS} users x {ROWS_PER_USER} todos, lists of 20 newest; medians over rounds; "
           f"{os.cpu_count()} CPUs, load average {min(loads):.1f}-{max(loads):.1f} during the run")
     print(f"{'op':<7} {'server':<40} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'py ms':>6} {'pg ms':>6} "
@@ -538,6 +559,8 @@ def report(eps: list[Endpoint], args, wrk: str | None, loads: list[float]) -> No
             target = f">=1000 req/s  {'ok' if e.median('rps') >= 1000 else 'MISSED'}"
         elif e.server == "b1" and r1n is not None:
             target = f"isolation costs {(1 - r1n) * 100:.0f}% of req/s"
+        elif e.server == "b0":
+            target = "the ceiling: no server on this gunicorn answers faster"
         errors = sum(run["errors"] for run in e.runs)
         if errors:
             failed_requests = True
@@ -549,6 +572,17 @@ def report(eps: list[Endpoint], args, wrk: str | None, loads: list[float]) -> No
     print("÷(1): req/s over baseline (1); ÷(1)-sw: over (1) without the role switch; ÷(2): over DRF.")
     print("cpu÷(1), cpu÷(2): the baseline's CPU per request (py + pg) over the data API's: the same ratios "
           "by cost, which a shared machine moves much less than req/s. Targets are judged on req/s.")
+    for op in OPS:
+        floor, api, drf = by.get((op, "b0")), by.get((op, "api")), by.get((op, "b2"))
+        if floor is None or api is None:
+            continue
+        ceiling = floor.median("rps")
+        needed = 1000.0 if op == "insert" else (3 * drf.median("rps") if drf else None)
+        print(f"{op}: the floor (0) answered {ceiling:.0f} req/s, the data API {api.median('rps') / ceiling:.0%} of it"
+              + (f"; the target ({'1,000 req/s' if op == 'insert' else '3x (2)'}) is {needed:.0f} req/s, "
+                 f"{needed / ceiling:.0%} of the floor" if needed else ""))
+    print("(0): gunicorn answering a constant of the data API's size from its WSGI callable, before Django "
+          "(bench/baselines/wsgi.py): what the server, loopback and wrk cost per request on this machine.")
     if failed_requests:
         print("WARNING: some requests failed (non-2xx or socket errors): those rows measure errors too.")
 
