@@ -65,7 +65,7 @@ def main() -> int:
         import data_api
 
         data = data_api.set_up()
-        from controlplane.wsgi import application
+        from bench.baselines.wsgi import application     # the platform's, and the floor (0)
 
         eps = data_api.endpoints(data)
         for e in eps:
