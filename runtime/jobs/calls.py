@@ -32,6 +32,7 @@ from decimal import Decimal
 from typing import Any, Iterable, Mapping
 from urllib.parse import quote, quote_plus, urlsplit
 
+import httpcore
 import httpx
 import structlog
 from django.conf import settings
@@ -165,16 +166,15 @@ def _call(method, url, headers, body, timeout, idempotency_key, secrets, max_bod
         parts = None
     if parts is None or parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         raise failed(f"{where}: only http and https URLs can be called.", False)
-    if not settings.PLINTH_OUTBOUND_PRIVATE:
-        refused = _non_public(parts.hostname, parts.port or (443 if parts.scheme.lower() == "https" else 80))
-        if refused:
-            raise failed(f"{where}: {refused}", False)
     send_headers, content = _request_parts(where, headers, body, idempotency_key, failed)
 
     started = time.monotonic()
     deadline = started + timeout
+    # outside development, the address is checked where the connection is made (see
+    # _PublicOnly): a DNS answer that changes after a check cannot slip past it
+    transport = None if settings.PLINTH_OUTBOUND_PRIVATE else _PublicTransport()
     try:
-        with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
+        with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False, transport=transport) as client:
             with client.stream(method, url, headers=send_headers, content=content) as response:
                 raw, truncated = _read(response, max_body, deadline)
                 status, answer_headers = response.status_code, response.headers
@@ -184,6 +184,8 @@ def _call(method, url, headers, body, timeout, idempotency_key, secrets, max_bod
     except (httpx.InvalidURL, httpx.UnsupportedProtocol):
         raise failed(f"{where}: the URL is not valid.", False) from None
     except httpx.TransportError as exc:
+        if isinstance(exc, httpx.ConnectError) and str(exc) == NOT_PUBLIC:
+            raise failed(f"{where}: {NOT_PUBLIC}", False) from None
         raise failed(f"{where} failed: {_transport_reason(exc)}", True) from None
     elapsed_ms = round((time.monotonic() - started) * 1000)
     log.info("jobs.http_call", target=_scrub(where, pattern), status=status, duration_ms=elapsed_ms)
@@ -202,22 +204,51 @@ def _call(method, url, headers, body, timeout, idempotency_key, secrets, max_bod
     return _scrub({"status": status, "headers": kept, "body": answer_body}, pattern)
 
 
-def _non_public(host: str, port: int) -> str | None:
-    """Why a host may not be called (it resolves to a loopback, private, link-local, shared,
-    reserved or multicast address), or None. Every address it resolves to is checked.
-    A name that does not resolve is left to the call, which fails as a network error."""
+NOT_PUBLIC = "its address is not a public one; calls reach public addresses only (PLINTH_OUTBOUND_PRIVATE)."
+
+
+def _public(address: str) -> bool:
     try:
-        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError, OSError):
-        return None
-    for *_, sockaddr in found:
+        found = ipaddress.ip_address(address.split("%", 1)[0])     # an IPv6 scope (`%eth0`) aside
+    except ValueError:
+        return False
+    return found.is_global and not found.is_multicast
+
+
+class _PublicOnly(httpcore.SyncBackend):
+    """Connections to public addresses only. The host is resolved here, once; if any of its
+    addresses is a loopback, private, link-local (cloud metadata), shared, reserved or
+    multicast one, nothing is connected (`NOT_PUBLIC`); otherwise the connection goes to
+    the addresses just checked, never to a name resolved again. So a DNS answer that
+    changes between a check and the connection (DNS rebinding) cannot reach inside. TLS
+    still names and verifies the host (httpcore passes it to the handshake, not here)."""
+
+    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
         try:
-            address = ipaddress.ip_address(sockaddr[0])
-        except ValueError:
-            continue
-        if not address.is_global or address.is_multicast:
-            return "its address is not a public one; calls reach public addresses only (PLINTH_OUTBOUND_PRIVATE)."
-    return None
+            found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (socket.gaierror, UnicodeError, OSError):
+            raise httpcore.ConnectError("the name does not resolve") from None
+        addresses = list(dict.fromkeys(sockaddr[0] for *_, sockaddr in found))
+        if not addresses or not all(_public(a) for a in addresses):
+            raise httpcore.ConnectError(NOT_PUBLIC)
+        failure: Exception | None = None
+        for address in addresses:
+            try:
+                return super().connect_tcp(address, port, timeout, local_address, socket_options)
+            except httpcore.ConnectError as exc:
+                failure = exc
+        raise failure       # type: ignore[misc]
+
+
+class _PublicTransport(httpx.HTTPTransport):
+    """httpx's transport over `_PublicOnly`. httpx does not take a network backend, so its
+    connection pool is made again with one (`_pool`: httpx 0.28's, pinned; the tests of
+    calls.py fail if that changes)."""
+
+    def __init__(self):
+        super().__init__(trust_env=False)
+        self._pool = httpcore.ConnectionPool(ssl_context=httpx.create_ssl_context(trust_env=False),
+                                             network_backend=_PublicOnly())
 
 
 class _Deadline(Exception):

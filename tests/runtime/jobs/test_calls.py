@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import socket
 import subprocess
 import sys
 import threading
@@ -576,6 +577,43 @@ def test_an_answer_with_nan_is_kept_as_text(rx):
     rx.on(path="/nan", body="{\"x\": NaN}", headers={"Content-Type": "application/json"})
     answer = http_call(method="GET", url=f"{rx.url}/nan", headers={}, body=None, timeout=5, idempotency_key="k")
     assert answer["body"] == "{\"x\": NaN}"
+
+
+def test_a_name_whose_dns_answer_turns_private_after_a_check_never_reaches_inside(rx, settings, monkeypatch):
+    """DNS rebinding: the attacker's name answers a public address first, then a private
+    one (here, the local receiver's). The address must be checked where the connection is
+    made, from the one answer the connection uses: checked on one answer and connected on
+    another, the call reached the receiver."""
+    settings.PLINTH_OUTBOUND_PRIVATE = False
+    port = int(rx.url.rsplit(":", 1)[1].split("/")[0])
+    resolve = socket.getaddrinfo
+    asked: list[str] = []
+
+    def rebinding(host, *args, **kwargs):
+        if host != "rebind.example":
+            return resolve(host, *args, **kwargs)
+        asked.append(host)
+        return resolve("93.184.215.14" if len(asked) == 1 else "127.0.0.1", *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    with pytest.raises(StepFailed):     # the public address is not reachable from here, or times out
+        http_call(method="GET", url=f"http://rebind.example:{port}/x", headers={}, body=None, timeout=0.5,
+                  idempotency_key="k")
+    assert rx.requests == []
+    assert asked == ["rebind.example"]      # one answer, checked and used
+
+
+def test_a_name_answering_one_private_address_among_public_ones_is_refused(rx, settings, monkeypatch):
+    settings.PLINTH_OUTBOUND_PRIVATE = False
+    port = int(rx.url.rsplit(":", 1)[1].split("/")[0])
+    resolve = socket.getaddrinfo
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, *a, **kw: resolve(host, *a, **kw) if host != "mixed.example"
+                        else resolve("93.184.215.14", *a, **kw) + resolve("127.0.0.1", *a, **kw))
+    with pytest.raises(StepFailed) as refused:
+        http_call(method="GET", url=f"http://mixed.example:{port}/x", headers={}, body=None, timeout=2,
+                  idempotency_key="k")
+    assert "public addresses only" in refused.value.message and refused.value.retryable is False
+    assert rx.requests == []
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "169.254.169.254", "10.0.0.1", "[::1]"])
