@@ -16,6 +16,7 @@ event, or the delivery, waiting for the lock, sees the parked run.
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any, Mapping
 
 import psycopg
@@ -25,7 +26,7 @@ from psycopg import sql
 
 from runtime.api.steps import ExpressionCache
 from runtime.compile import CompiledBackend
-from runtime.db import tenant_transaction
+from runtime.db import RETRYABLE, retried, tenant_transaction
 from runtime.definition.model import Step
 
 log = structlog.get_logger(__name__)
@@ -43,6 +44,13 @@ def wait_value(event_name: str, payload: Mapping[str, Any], backend: CompiledBac
     return payload
 
 
+# A match that lost a race (a deadlock, say with a push altering the table it reads), ran
+# out of time or was cancelled said nothing about the event: the whole delivery rolls back
+# (`retried` runs it again; the sweeper re-sends it later), never "no match", which would
+# mark the event delivered without the run that waits for it.
+UNDECIDED = RETRYABLE | {"55P03", "57014"}
+
+
 def _holds(conn, backend: CompiledBackend, step: Step, env: Mapping[str, Any], run_input: Mapping[str, Any],
            payload: Any) -> bool:
     match = step.target.get("match")
@@ -54,7 +62,9 @@ def _holds(conn, backend: CompiledBackend, step: Step, env: Mapping[str, Any], r
         with conn.transaction():      # a savepoint: an event the match cannot read is no match
             row = conn.execute(sql.SQL("SELECT {}").format(compiled.sql), params).fetchone()
     except psycopg.Error as exc:
-        log.info("jobs.match_failed", step=step.path, error=getattr(exc, "sqlstate", None))
+        if exc.sqlstate in UNDECIDED:   # not an answer about the event: the delivery is tried again
+            raise
+        log.info("jobs.match_failed", step=step.path, error=exc.sqlstate)
         return False
     return bool(row and row[0])
 
@@ -75,7 +85,12 @@ def matching_event(conn, backend: CompiledBackend, run_id: str, step: Step, env:
 
 
 def deliver(event_id: int) -> int:
-    """Deliver one event; returns how many waiting runs it woke."""
+    """Deliver one event; returns how many waiting runs it woke. Run again if Postgres rolled
+    it back for losing a race."""
+    return retried(partial(_deliver, event_id))
+
+
+def _deliver(event_id: int) -> int:
     from runtime.api.backends import backend_for
     from runtime.jobs.engine import _steps_by_path
     from runtime.jobs.wake import wake_runs

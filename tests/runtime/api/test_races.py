@@ -201,3 +201,50 @@ jobs:
     assert not thread.is_alive()
     assert api.sql("SELECT state, attempt FROM plinth_jobs.runs") == [("succeeded", 1)]
     assert [n for (n,) in api.sql('SELECT n FROM "Counter" ORDER BY id')] == [5, 5]
+
+
+FOLLOW_UP = """
+version: 1
+entities:
+  Note:
+    fields:
+      title: {type: string, required: true}
+workflows:
+  follow_up:
+    input: {note: {type: ref, to: Note}}
+    steps:
+      - wait: {event: Note.created, match: "event.record.title == input.note.title + ' again'", timeout: 1h}
+        as: again
+"""
+
+
+def test_an_event_whose_match_loses_a_deadlock_is_still_delivered(api_tenant):
+    """Delivery locks the waiting runs, then evaluates each wait's match, which reads the
+    tenant's tables. A push altering such a table meanwhile (here: this test's table lock,
+    then the run's row) deadlocks with it. The match lost the race; it did not answer "no":
+    delivery runs again and the run gets its event (before, the event was marked delivered
+    and the run waited for it forever)."""
+    from runtime.jobs import engine
+    from runtime.jobs.delivery import deliver
+
+    api = api_tenant(source=FOLLOW_UP)
+    note = api.sql("INSERT INTO \"Note\" (title) VALUES ('tea') RETURNING id::text")[0][0]
+    run = api.sql("INSERT INTO plinth_jobs.runs (kind, name, input) VALUES ('workflow', 'follow_up', %s::jsonb) "
+                  "RETURNING id::text", [f'{{"note": "{note}"}}'])[0][0]
+    while engine.work():
+        pass
+    assert api.sql("SELECT state FROM plinth_jobs.runs") == [("waiting",)]
+    posted = api.client.post(f"/t/{api.slug}/rest/v1/Note", '{"title": "tea again"}', content_type="application/json",
+                             HTTP_APIKEY=api.keys["service"])
+    assert posted.status_code == 201, posted.content
+    (event,), = api.sql("SELECT id FROM plinth_jobs.events WHERE name = 'Note.created' ORDER BY id DESC LIMIT 1")
+    with tenant_transaction(api.tenant.id) as conn:
+        conn.execute('LOCK TABLE "Note" IN ACCESS EXCLUSIVE MODE')        # as a push's ALTER TABLE does
+        thread, answers = in_thread(lambda: deliver(event))
+        wait_while_running_until_blocked(thread)
+        assert thread.is_alive()       # it holds the run and waits for the table
+        conn.execute("SELECT 1 FROM plinth_jobs.runs WHERE id = %s FOR UPDATE", [run])
+    thread.join(60)
+    assert answers == [1]
+    assert api.sql("SELECT kind, state FROM plinth_jobs.steps WHERE run_id = %s AND state = 'done'", [run]) == [
+        ("wait", "done")]
