@@ -26,8 +26,10 @@ every request.
 from __future__ import annotations
 
 import json
+import random
 import re
 import threading
+import time
 from collections import OrderedDict
 from contextlib import contextmanager
 from typing import Callable, Iterator, Sequence, TypeVar
@@ -222,6 +224,7 @@ def tenant_transaction(tenant_id: str, claims: dict | None = None, guard: tuple 
 # serialization failure, deadlock. The work can simply be done again.
 RETRYABLE = frozenset({"40001", "40P01"})
 ATTEMPTS = 3
+RETRY_PAUSE = 0.02      # seconds: the longest pause before the second attempt (twice that before the third)
 
 
 def retried(work: Callable[[], T], *, also: Callable[[psycopg.Error], bool] | None = None) -> T:
@@ -237,6 +240,9 @@ def retried(work: Callable[[], T], *, also: Callable[[psycopg.Error], bool] | No
             again = exc.sqlstate in RETRYABLE or (also is not None and also(exc))
             if not again or attempt == ATTEMPTS:
                 raise
+        # a moment apart, at random: two sides that deadlocked, run again at once, would
+        # likely meet again in the same order
+        time.sleep(random.uniform(0, RETRY_PAUSE * attempt))
     raise AssertionError("unreachable")
 
 

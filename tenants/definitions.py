@@ -21,8 +21,9 @@ from runtime.compile import compile_definition
 from runtime.definition import load_definition, validate_definition
 from runtime.definition.model import Definition, DefinitionError, DefinitionInvalid
 from runtime.migrations import apply_migration, in_tenant_schema, plan_migration
-from runtime.jobs.alignment import runs_out_of_step
+from runtime.jobs.alignment import settle_runs
 from runtime.jobs.schedules import sync_schedules
+from runtime.jobs.wake import wake_runs
 from tenants.models import DefinitionVersion, Tenant
 from tenants.services import Actor, audit
 
@@ -106,12 +107,12 @@ def _push(tenant, source, content_type, dry_run, allow_destructive, actor) -> Pu
                     if plan.destructive and not allow_destructive:
                         raise _Rollback(PushResult("destructive", plan=plan.as_list(), errors=_destructive_errors(plan)))
                     if dry_run:
-                        _refuse_out_of_step(cur, locked.id, old, new, plan, lock=False)
+                        _settle_runs(cur, locked.id, old, new, plan, lock=False)
                         raise _Rollback(PushResult("planned", version=version.number if version else None, plan=plan.as_list()))
                     apply_migration(cur, plan)
                     # after the DDL (which may wait for a worker's step), so the push never
                     # holds a run a worker waits for while it waits for that worker
-                    _refuse_out_of_step(cur, locked.id, old, new, plan, lock=True)
+                    _settle_runs(cur, locked.id, old, new, plan, lock=True)
             number = (version.number + 1) if version else 1
             DefinitionVersion.objects.create(
                 tenant=locked,
@@ -137,12 +138,17 @@ def _push(tenant, source, content_type, dry_run, allow_destructive, actor) -> Pu
         return PushResult("failed", errors=[{"code": "migration.failed", "path": "", "message": f"The migration failed and nothing was changed: {message}"}])
 
 
-def _refuse_out_of_step(cur, tenant_id, old, new, plan, *, lock: bool) -> None:
+def _settle_runs(cur, tenant_id, old, new, plan, *, lock: bool) -> None:
     """409 (`failed`, nothing changed) if the push would put runs in progress out of step
-    with their history (runtime/jobs/alignment.py)."""
-    errors = runs_out_of_step(cur, tenant_id, old, new, lock=lock)
-    if errors:
-        raise _Rollback(PushResult("failed", plan=plan.as_list(), errors=errors))
+    with their history; else, with `lock`, runs of removed jobs and workflows end and
+    running runs of changed ones are taken back, woken once the push commits
+    (runtime/jobs/alignment.py)."""
+    settled = settle_runs(cur, tenant_id, old, new, lock=lock)
+    if settled.errors:
+        raise _Rollback(PushResult("failed", plan=plan.as_list(), errors=settled.errors))
+    if settled.resumed:
+        resumed = settled.resumed
+        transaction.on_commit(lambda: wake_runs(resumed))
 
 
 def _probe(cursor):

@@ -1,14 +1,15 @@
-"""Whether a push would put runs in progress out of step with their own history.
+"""What a push means for the runs in progress of the jobs and workflows it changes.
 
 A run's history is kept by step: each checkpoint's key is the step's JSON Pointer in the
 definition (`/workflows/onboard/steps/1`, `#<i>` appended inside a `for_each`), and a run
 that resumes walks the live definition, taking every step whose key is done as done. So
-a push that changes, moves or removes a step a run in progress has done, is parked at, or
-is running would make that run skip a step it never ran, or run one again (a second
-email, a second charge). `runs_out_of_step` finds those runs, for `definition_push` to
-refuse (409, nothing changed). Steps a run has not reached may change freely, and steps
-may be added after the ones it has done; runs of a job or workflow the push removes end
-`dead` when next claimed, as documented.
+a push that changes, moves or removes a step a run in progress has done or is parked at
+would make that run skip a step it never ran, or run one again (a second email, a second
+charge): `settle_runs` finds those runs, for `definition_push` to refuse (409, nothing
+changed). Steps a run has not reached may change freely, and steps may be added after
+the ones it has done. A push that goes through ends the runs of the jobs and workflows
+it removes, and takes back from their workers the runs of changed ones that are running
+(see `settle_runs`), so no worker goes on under the old steps.
 
 Steps are compared shallowly: an `if`, `for_each` or a step with `compensate` is the same
 step if everything but its nested steps is the same; nested steps a run reached are
@@ -17,7 +18,9 @@ compared at their own keys.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from runtime.definition.model import Definition
@@ -29,39 +32,121 @@ _MISSING = object()
 _SECTIONS = {"job": "jobs", "workflow": "workflows"}
 
 
-def runs_out_of_step(cursor, tenant_id: str, old: Definition | None, new: Definition, *,
-                     lock: bool) -> list[dict]:
-    """Errors (`{"code", "path", "message"}`, one per job or workflow and step) naming the
-    runs in progress that `new` would put out of step; [] if none. `lock`: the runs in
-    progress are locked first (FOR UPDATE), so none checkpoints a step until the caller's
-    transaction ends (a push's; run it after the migration's DDL, which may wait for a
-    worker's step, so that the push never holds a run a worker waits for while it waits)."""
+@dataclass
+class Settled:
+    errors: list[dict] = field(default_factory=list)   # the push is refused if any
+    ended: list[str] = field(default_factory=list)      # runs of removed jobs and workflows, now dead
+    resumed: list[str] = field(default_factory=list)    # running runs taken back from their workers
+
+
+def settle_runs(cursor, tenant_id: str, old: Definition | None, new: Definition, *, lock: bool) -> Settled:
+    """What a push from `old` to `new` means for the tenant's runs in progress, for
+    `definition_push`: `errors` (`{"code", "path", "message"}`, one per job or workflow and
+    step) name the runs `new` would put out of step; the push must then be refused.
+
+    Only runs of jobs and workflows whose steps the push changes or removes are looked at.
+    With `lock` (a real push, not a dry run) they are locked (FOR UPDATE: none checkpoints
+    a step until the push's transaction ends; call this after the migration's DDL, which
+    may wait for a worker's step, so that the push never holds a run a worker waits for
+    while it waits for that worker), and, if nothing is refused:
+    - runs of a removed job or workflow end `dead` (`ended`), as their worker would have
+      ended them;
+    - runs a worker is running now are taken back (`resumed`: due again, not counted as an
+      attempt; the caller wakes them after commit): their worker follows the definition it
+      claimed them under and would record later steps under places that mean other steps
+      now; its next checkpoint finds the run no longer its own and stops, its step's
+      writes rolled back (an http or ai call it made is made again, with the same
+      idempotency key), and the run resumes on the new definition."""
+    settled = Settled()
     if old is None:
-        return []
-    active = list(ACTIVE_STATES)
+        return settled
+    removed, changed = [], []
+    for kind, section in _SECTIONS.items():
+        before, after = old.source.get(section) or {}, new.source.get(section) or {}
+        for name, spec in before.items():
+            if name not in after:
+                removed.append((kind, name))
+            elif (spec or {}).get("steps") != (after[name] or {}).get("steps"):
+                changed.append((kind, name))
+    if not removed and not changed:
+        return settled
+    touched = removed + changed
+    kinds, names = [k for k, _ in touched], [n for _, n in touched]
+    chosen = ("r.tenant_id = %s AND r.state = ANY(%s) "
+              "AND (r.kind, r.name) IN (SELECT * FROM unnest(%s::text[], %s::text[]))")
+    args = [str(tenant_id), list(ACTIVE_STATES), kinds, names]
     if lock:
-        cursor.execute("SELECT id FROM plinth_jobs.runs WHERE tenant_id = %s AND state = ANY(%s) ORDER BY id "
-                       "FOR UPDATE", [str(tenant_id), active])
+        cursor.execute(f"SELECT r.id FROM plinth_jobs.runs r WHERE {chosen} ORDER BY r.id FOR UPDATE", args)
     cursor.execute(
-        "SELECT r.id::text, r.kind, r.name, r.state, r.next_step,"
+        "SELECT r.id::text, r.kind, r.name, r.state,"
         "       coalesce(array_agg(DISTINCT s.key) FILTER (WHERE s.state IN ('done', 'parked')), '{}')"
-        " FROM plinth_jobs.runs r LEFT JOIN plinth_jobs.steps s ON s.run_id = r.id"
-        " WHERE r.tenant_id = %s AND r.state = ANY(%s) GROUP BY r.id ORDER BY r.id",
-        [str(tenant_id), active])
+        f" FROM plinth_jobs.runs r LEFT JOIN plinth_jobs.steps s ON s.run_id = r.id WHERE {chosen}"
+        " GROUP BY r.id ORDER BY r.id", args)
     out_of_step: dict[tuple[str, str, str], list[str]] = defaultdict(list)
-    for run_id, kind, name, state, next_step, keys in cursor.fetchall():
-        section = _SECTIONS.get(kind)
-        if section is None or name not in (new.source.get(section) or {}):
-            continue        # removed by this push: the run ends dead when next claimed
-        reached = {key.split("#", 1)[0] for key in keys}
-        if state == "running":      # the step a worker runs now checkpoints after this push
-            reached.add(next_step.split("#", 1)[0] if next_step else f"/{section}/{name}/steps/0")
-        for path in sorted(reached):
-            before = _at(old.source, path)
-            if before is not _MISSING and _shallow(before) != _shallow(_at(new.source, path)):
-                out_of_step[kind, name, path].append(run_id)
-                break
-    return [_error(kind, name, path, runs) for (kind, name, path), runs in sorted(out_of_step.items())]
+    running: list[str] = []
+    for run_id, kind, name, state, keys in cursor.fetchall():
+        if (kind, name) in removed:
+            settled.ended.append(run_id)
+            continue
+        path = first_changed(old.source, new.source, keys)
+        if path is not None:
+            out_of_step[kind, name, path].append(run_id)
+        elif state == "running":
+            running.append(run_id)
+    settled.errors = [_error(kind, name, path, runs) for (kind, name, path), runs in sorted(out_of_step.items())]
+    if settled.errors or not lock:
+        settled.ended = []
+        return settled
+    if settled.ended:
+        cursor.execute("UPDATE plinth_jobs.runs SET state = 'dead', "
+                       "error = format('The %%s ''%%s'' is no longer in the definition (a push removed it).', kind, name), "
+                       "finished_at = now(), lease_until = NULL, leased_by = NULL, updated_at = now() "
+                       "WHERE id = ANY(%s::uuid[])", [settled.ended])
+    if running:
+        # `queued` one attempt back: the claim counts it again, so the step keeps its count
+        cursor.execute("UPDATE plinth_jobs.runs SET state = 'queued', attempt = greatest(attempt - 1, 0), "
+                       "due_at = now(), lease_until = NULL, leased_by = NULL, updated_at = now() "
+                       "WHERE id = ANY(%s::uuid[])", [running])
+        settled.resumed = running
+    return settled
+
+
+def first_changed(old: Mapping[str, Any], new: Mapping[str, Any], keys) -> str | None:
+    """The first step (in walk order) of a run's history `keys` that is not the same step
+    in the definition tree `new` as in `old`, or None."""
+    for path in sorted({key.split("#", 1)[0] for key in keys}, key=_walk_order):
+        before = _at(old, path)
+        if before is _MISSING or _shallow(before) != _shallow(_at(new, path)):
+            return path
+    return None
+
+
+def changed_since_history(cursor, tenant_id: str, run_id, kind: str, name: str) -> str | None:
+    """For a run that is not in progress (a dead one about to be retried): the first step of
+    its history that a push since its last step changed, or None. Its history was recorded
+    under the version live at its last step (pushes while it was in progress kept the
+    steps it had reached), which is compared with the live one."""
+    cursor.execute("SELECT coalesce(array_agg(DISTINCT key) FILTER (WHERE state IN ('done', 'parked')), '{}'),"
+                   " max(finished_at) FROM plinth_jobs.steps WHERE run_id = %s", [run_id])
+    keys, last = cursor.fetchone()
+    if not keys:
+        return None
+    cursor.execute("SELECT (SELECT definition FROM tenants_definitionversion WHERE tenant_id = %(t)s AND created_at <= %(at)s"
+                   "        ORDER BY number DESC LIMIT 1),"
+                   " (SELECT definition FROM tenants_definitionversion WHERE tenant_id = %(t)s ORDER BY number DESC LIMIT 1)",
+                   {"t": str(tenant_id), "at": last})
+    then, now = (_tree(d) for d in cursor.fetchone())
+    if not then or not now or name not in (now.get(_SECTIONS[kind]) or {}):
+        return None     # no definition then, or the job is gone (the run ends dead again)
+    return first_changed(then, now, keys)
+
+
+def _tree(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _walk_order(path: str) -> list:
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in path.split("/")]
 
 
 def _error(kind: str, name: str, path: str, runs: list[str]) -> dict:

@@ -11,10 +11,13 @@ import time
 
 import pytest
 
+from runtime.db import tenant_transaction
 from runtime.jobs import control, engine
 from runtime.jobs.alignment import CODE
 from tenants.definitions import definition_push, live_version
 from tenants.services import Actor
+from test_races import in_thread
+from write_support import wait_while_running_until_blocked
 
 BASE = """
 version: 1
@@ -104,6 +107,100 @@ def test_once_the_runs_have_ended_the_push_goes_through(greeting):
     assert result.status == "applied", result.as_dict()
 
 
-def test_a_push_removing_the_workflow_is_not_held_up_by_its_runs(greeting):
+def test_a_push_removing_the_workflow_ends_its_runs_then_and_there(greeting):
     result = push(greeting, BASE.split("workflows:")[0])
     assert result.status == "applied", result.as_dict()
+    assert greeting.sql("SELECT state, error FROM plinth_jobs.runs") == [("dead", "The workflow 'greet' is no longer in the definition (a push removed it).")]
+    # so a later push bringing back a workflow of that name, other steps, has nothing to misalign
+    assert push(greeting, BASE + STEP_C + SLEEP + STEP_B).status == "applied"
+
+
+def test_a_push_that_changes_no_steps_leaves_the_runs_alone(greeting):
+    result = push(greeting, BASE.replace("title: {type: string, required: true}",
+                                         "title: {type: string, required: true}\n      body: {type: text}")
+                  + STEP_A + SLEEP + STEP_B)
+    assert result.status == "applied", result.as_dict()
+    assert greeting.sql("SELECT state FROM plinth_jobs.runs") == [("sleeping",)]
+
+
+def test_a_run_a_worker_is_running_is_taken_back_and_resumes_on_the_new_steps(api_tenant):
+    """The worker follows the definition it claimed the run under: left alone, it would
+    finish the old steps (a, b) and the run would never do c. The push takes the run back;
+    the worker's step is rolled back at its checkpoint, and the run resumes on a, b, c."""
+    api = api_tenant(source=BASE + STEP_A + STEP_B)
+    note = api.sql("INSERT INTO \"Note\" (title) VALUES ('hi') RETURNING id::text")[0][0]
+    api.sql("INSERT INTO plinth_jobs.runs (kind, name, input) VALUES ('workflow', 'greet', %s::jsonb)",
+            [json.dumps({"note": note})])
+    with tenant_transaction(api.tenant.id) as conn:
+        conn.execute('SELECT 1 FROM "Note" WHERE id = %s FOR UPDATE', [note])
+        thread, _ = in_thread(drain)
+        wait_while_running_until_blocked(thread)    # step a waits for the note
+        assert api.sql("SELECT state FROM plinth_jobs.runs") == [("running",)]
+        result = push(api, BASE + STEP_A + STEP_B + STEP_C)
+        assert result.status == "applied", result.as_dict()
+        assert api.sql("SELECT state, attempt FROM plinth_jobs.runs") == [("queued", 0)]
+    thread.join(60)
+    drain()
+    assert api.sql('SELECT log FROM "Note"') == [("abc",)]
+    assert api.sql("SELECT state FROM plinth_jobs.runs") == [("succeeded",)]
+
+
+LOOP = """
+version: 1
+entities:
+  Note:
+    fields:
+      title: {type: string, required: true}
+      log: {type: string, default: ""}
+workflows:
+  each:
+    input: {note: {type: ref, to: Note}}
+    steps:
+      - for_each: "[1, 2]"
+        as: n
+        do:
+          - update: Note
+            id: input.note
+            set: {log: "input.note.log + 'x'"}
+      - sleep: 1s
+"""
+
+
+@pytest.mark.parametrize("edit", [
+    pytest.param(("set: {log: \"input.note.log + 'x'\"}", "set: {log: \"input.note.log + 'y'\"}"),
+                 id="a step inside the loop, done in its iterations"),
+    pytest.param(('for_each: "[1, 2]"', 'for_each: "[1, 2, 3]"'), id="the loop itself"),
+])
+def test_steps_nested_in_a_loop_count_at_their_own_places(api_tenant, edit):
+    api = api_tenant(source=LOOP)
+    note = api.sql("INSERT INTO \"Note\" (title) VALUES ('hi') RETURNING id::text")[0][0]
+    api.sql("INSERT INTO plinth_jobs.runs (kind, name, input) VALUES ('workflow', 'each', %s::jsonb)",
+            [json.dumps({"note": note})])
+    drain()
+    assert api.sql("SELECT state FROM plinth_jobs.runs") == [("sleeping",)]
+    result = push(api, LOOP.replace(*edit))
+    assert result.status == "failed", result.as_dict()
+    assert result.errors[0]["path"] in ("/workflows/each/steps/0", "/workflows/each/steps/0/do/0")
+    assert push(api, LOOP + "      - sleep: 1s\n").status == "applied"      # added after: fine
+
+
+def test_a_dead_run_is_not_retried_after_a_push_changed_a_step_it_had_done(api_tenant):
+    from tenants.services import ServiceError
+
+    api = api_tenant(source=BASE + STEP_A + "      - assert: \"false\"\n")
+    note = api.sql("INSERT INTO \"Note\" (title) VALUES ('hi') RETURNING id::text")[0][0]
+    run = api.sql("INSERT INTO plinth_jobs.runs (kind, name, input) VALUES ('workflow', 'greet', %s::jsonb) "
+                  "RETURNING id::text", [json.dumps({"note": note})])[0][0]
+    drain()
+    assert api.sql("SELECT state FROM plinth_jobs.runs") == [("dead",)]
+    # a push changing only the step it died at: the retry resumes there, on the new step
+    assert push(api, BASE + STEP_A + STEP_B).status == "applied"
+    control.retry_run(api.tenant.id, run)
+    drain()
+    assert api.sql('SELECT log FROM "Note"') == [("ab",)]
+    # once dead again, a push changing the step it had done: not retried
+    api.sql("UPDATE plinth_jobs.runs SET state = 'dead'")
+    assert push(api, BASE + STEP_C + STEP_B).status == "applied"
+    with pytest.raises(ServiceError) as refused:
+        control.retry_run(api.tenant.id, run)
+    assert refused.value.code == "run_out_of_step" and "/workflows/greet/steps/0" in refused.value.message
