@@ -19,7 +19,7 @@ from tenants.services import Actor
 from test_races import in_thread
 from write_support import wait_while_running_until_blocked
 
-BASE = """
+NOTES = """
 version: 1
 entities:
   Note:
@@ -27,7 +27,8 @@ entities:
       title: {type: string, required: true}
       log: {type: string, default: ""}
 workflows:
-  greet:
+"""
+BASE = NOTES + """  greet:
     input: {note: {type: ref, to: Note}}
     steps:
 """
@@ -108,7 +109,7 @@ def test_once_the_runs_have_ended_the_push_goes_through(greeting):
 
 
 def test_a_push_removing_the_workflow_ends_its_runs_then_and_there(greeting):
-    result = push(greeting, BASE.split("workflows:")[0])
+    result = push(greeting, NOTES.replace("workflows:\n", ""))
     assert result.status == "applied", result.as_dict()
     assert greeting.sql("SELECT state, error FROM plinth_jobs.runs") == [("dead", "The workflow 'greet' is no longer in the definition (a push removed it).")]
     # so a later push bringing back a workflow of that name, other steps, has nothing to misalign
@@ -145,15 +146,7 @@ def test_a_run_a_worker_is_running_is_taken_back_and_resumes_on_the_new_steps(ap
     assert api.sql("SELECT state FROM plinth_jobs.runs") == [("succeeded",)]
 
 
-LOOP = """
-version: 1
-entities:
-  Note:
-    fields:
-      title: {type: string, required: true}
-      log: {type: string, default: ""}
-workflows:
-  each:
+LOOP = NOTES + """  each:
     input: {note: {type: ref, to: Note}}
     steps:
       - for_each: "[1, 2]"
