@@ -78,13 +78,14 @@ def settle_runs(cursor, tenant_id: str, old: Definition | None, new: Definition,
     if lock:
         cursor.execute(f"SELECT r.id FROM plinth_jobs.runs r WHERE {chosen} ORDER BY r.id FOR UPDATE", args)
     cursor.execute(
-        "SELECT r.id::text, r.kind, r.name, r.state,"
+        "SELECT r.id::text, r.kind, r.name, r.state, r.next_step,"
         "       coalesce(array_agg(DISTINCT s.key) FILTER (WHERE s.state IN ('done', 'parked')), '{}')"
         f" FROM plinth_jobs.runs r LEFT JOIN plinth_jobs.steps s ON s.run_id = r.id WHERE {chosen}"
         " GROUP BY r.id ORDER BY r.id", args)
     out_of_step: dict[tuple[str, str, str], list[str]] = defaultdict(list)
     running: list[str] = []
-    for run_id, kind, name, state, keys in cursor.fetchall():
+    calling: list[str] = []         # of those, runs whose worker may be in an http or ai call
+    for run_id, kind, name, state, next_step, keys in cursor.fetchall():
         if (kind, name) in removed:
             settled.ended.append(run_id)
             continue
@@ -93,6 +94,9 @@ def settle_runs(cursor, tenant_id: str, old: Definition | None, new: Definition,
             out_of_step[kind, name, path].append(run_id)
         elif state == "running":
             running.append(run_id)
+            step = _at(old.source, next_step.split("#", 1)[0]) if next_step else None
+            if isinstance(step, Mapping) and ("http" in step or "ai" in step):
+                calling.append(run_id)
     settled.errors = [_error(kind, name, path, runs) for (kind, name, path), runs in sorted(out_of_step.items())]
     if settled.errors or not lock:
         settled.ended = []
@@ -104,9 +108,12 @@ def settle_runs(cursor, tenant_id: str, old: Definition | None, new: Definition,
                        "WHERE id = ANY(%s::uuid[])", [settled.ended])
     if running:
         # `queued` one attempt back: the claim counts it again, so the step keeps its count
+        # due at once, but a run whose worker may still be waiting for an http or ai answer
+        # only once that worker's lease is out: the call is not made twice at the same time
         cursor.execute("UPDATE plinth_jobs.runs SET state = 'queued', attempt = greatest(attempt - 1, 0), "
-                       "due_at = now(), lease_until = NULL, leased_by = NULL, updated_at = now() "
-                       "WHERE id = ANY(%s::uuid[])", [running])
+                       "due_at = CASE WHEN id = ANY(%s::uuid[]) THEN greatest(now(), lease_until) ELSE now() END, "
+                       "lease_until = NULL, leased_by = NULL, updated_at = now() "
+                       "WHERE id = ANY(%s::uuid[])", [calling, running])
         settled.resumed = running
     return settled
 
@@ -154,8 +161,8 @@ def _error(kind: str, name: str, path: str, runs: list[str]) -> dict:
     return {
         "code": CODE,
         "path": path,
-        "message": (f"{len(runs)} run(s) of the {kind} '{name}' in progress ({shown}) have done, are parked at or "
-                    f"are running the step at {path}, which this push changes, moves or removes: they would "
+        "message": (f"{len(runs)} run(s) of the {kind} '{name}' in progress ({shown}) have done or are parked at "
+                    f"the step at {path}, which this push changes, moves or removes: they would "
                     "resume out of step (skipping a step or running one again). Let them finish, or cancel them "
                     "(POST /api/v1/tenants/<slug>/runs/<id>/cancel), then push again; steps they have not "
                     "reached may change, and steps may be added after theirs."),

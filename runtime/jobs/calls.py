@@ -207,12 +207,24 @@ def _call(method, url, headers, body, timeout, idempotency_key, secrets, max_bod
 NOT_PUBLIC = "its address is not a public one; calls reach public addresses only (PLINTH_OUTBOUND_PRIVATE)."
 
 
+# IPv6 prefixes that carry an IPv4 address in their last 32 bits, which a translator on
+# the way (NAT64, DNS64) may reach: the IPv4 address must be a public one too
+_EMBEDDING = tuple(ipaddress.ip_network(n) for n in ("64:ff9b::/96", "64:ff9b:1::/48", "::/96"))
+
+
 def _public(address: str) -> bool:
     try:
         found = ipaddress.ip_address(address.split("%", 1)[0])     # an IPv6 scope (`%eth0`) aside
     except ValueError:
         return False
-    return found.is_global and not found.is_multicast
+    if not found.is_global or found.is_multicast:
+        return False
+    if isinstance(found, ipaddress.IPv6Address):
+        inner = [found.ipv4_mapped, found.sixtofour, *(found.teredo or ())]
+        if any(found in net for net in _EMBEDDING):
+            inner.append(ipaddress.IPv4Address(int(found) & 0xFFFFFFFF))
+        return all(_public(str(v4)) for v4 in inner if v4 is not None)
+    return True
 
 
 class _PublicOnly(httpcore.SyncBackend):
@@ -232,10 +244,10 @@ class _PublicOnly(httpcore.SyncBackend):
         if not addresses or not all(_public(a) for a in addresses):
             raise httpcore.ConnectError(NOT_PUBLIC)
         failure: Exception | None = None
-        for address in addresses:
+        for address in addresses:       # the next one if one cannot be reached, as create_connection does
             try:
                 return super().connect_tcp(address, port, timeout, local_address, socket_options)
-            except httpcore.ConnectError as exc:
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 failure = exc
         raise failure       # type: ignore[misc]
 
@@ -246,9 +258,9 @@ class _PublicTransport(httpx.HTTPTransport):
     calls.py fail if that changes)."""
 
     def __init__(self):
-        super().__init__(trust_env=False)
-        self._pool = httpcore.ConnectionPool(ssl_context=httpx.create_ssl_context(trust_env=False),
-                                             network_backend=_PublicOnly())
+        context = httpx.create_ssl_context(trust_env=False)
+        super().__init__(verify=context, trust_env=False)
+        self._pool = httpcore.ConnectionPool(ssl_context=context, network_backend=_PublicOnly())
 
 
 class _Deadline(Exception):

@@ -44,11 +44,12 @@ def wait_value(event_name: str, payload: Mapping[str, Any], backend: CompiledBac
     return payload
 
 
-# A match that lost a race (a deadlock, say with a push altering the table it reads), ran
-# out of time or was cancelled said nothing about the event: the whole delivery rolls back
-# (`retried` runs it again; the sweeper re-sends it later), never "no match", which would
-# mark the event delivered without the run that waits for it.
-UNDECIDED = RETRYABLE | {"55P03", "57014"}
+# A match that lost a race (a deadlock, say with a push altering the table it reads) said
+# nothing about the event: the whole delivery (or the wait step) rolls back and `retried`
+# runs it again, never "no match", which would mark the event delivered without the run
+# that waits for it. Any other failure of a match (it cannot read the event, it ran out of
+# time) is its answer: no match, logged, so that one event cannot be re-sent forever.
+UNDECIDED = RETRYABLE
 
 
 def _holds(conn, backend: CompiledBackend, step: Step, env: Mapping[str, Any], run_input: Mapping[str, Any],

@@ -459,7 +459,8 @@ class Execution:
             if kind == "sleep":
                 return self.sleep_step(step, key, env, last=last, following=following)
             if kind == "wait":
-                return self.wait_step(step, key, env, last=last, following=following)
+                # its match may lose a deadlock (delivery.UNDECIDED): looked at again, not failed
+                return retried(partial(self.wait_step, step, key, env, last=last, following=following))
         except (Parked, LeaseLost, StepFailure):
             raise
         except ApiError as exc:

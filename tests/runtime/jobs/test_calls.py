@@ -616,7 +616,9 @@ def test_a_name_answering_one_private_address_among_public_ones_is_refused(rx, s
     assert rx.requests == []
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "169.254.169.254", "10.0.0.1", "[::1]"])
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "169.254.169.254", "10.0.0.1", "[::1]",
+                                  # IPv6 forms carrying a private IPv4 address (NAT64, 6to4, IPv4-compatible)
+                                  "[64:ff9b::a9fe:a9fe]", "[2002:7f00:1::1]", "[::127.0.0.1]"])
 def test_non_public_addresses_are_refused_unless_allowed(rx, settings, host):
     settings.PLINTH_OUTBOUND_PRIVATE = False
     port = rx.url.rsplit(":", 1)[1].split("/")[0]
