@@ -21,7 +21,7 @@ from runtime.compile import compile_definition
 from runtime.definition import load_definition, validate_definition
 from runtime.definition.model import Definition, DefinitionError, DefinitionInvalid
 from runtime.migrations import apply_migration, in_tenant_schema, plan_migration
-from runtime.jobs.alignment import settle_runs
+from runtime.jobs.alignment import hold_runs_for_push, settle_runs
 from runtime.jobs.schedules import sync_schedules
 from runtime.jobs.wake import wake_runs
 from tenants.models import DefinitionVersion, Tenant
@@ -109,6 +109,7 @@ def _push(tenant, source, content_type, dry_run, allow_destructive, actor) -> Pu
                     if dry_run:
                         _settle_runs(cur, locked.id, old, new, plan, lock=False)
                         raise _Rollback(PushResult("planned", version=version.number if version else None, plan=plan.as_list()))
+                    hold_runs_for_push(cur, locked.id)    # no run is claimed until this push ends
                     apply_migration(cur, plan)
                     # after the DDL (which may wait for a worker's step), so the push never
                     # holds a run a worker waits for while it waits for that worker

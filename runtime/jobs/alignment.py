@@ -27,6 +27,23 @@ from runtime.definition.model import Definition
 from runtime.jobs.schema import ACTIVE_STATES
 
 CODE = "push.runs_out_of_step"
+
+# A push holds this advisory lock, (PUSH_LOCK, hashtext(tenant id)), exclusively from just
+# before its migration until it commits (`hold_runs_for_push`). Claims try it shared and
+# skip the tenant's runs while a push holds it (`NOT_BEING_PUSHED`, in the engine's
+# claims), and a retry waits for it: a run claimed under the old version after the push
+# settled the runs, and worked on by its worker after the push committed, would record old
+# steps under places that mean other steps now.
+PUSH_LOCK = 0x504C
+NOT_BEING_PUSHED = f"pg_try_advisory_xact_lock_shared({PUSH_LOCK}, hashtext(tenant_id))"
+
+
+def hold_runs_for_push(cursor, tenant_id: str) -> None:
+    cursor.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [PUSH_LOCK, str(tenant_id)])
+
+
+def wait_for_push(cursor, tenant_id: str) -> None:
+    cursor.execute("SELECT pg_advisory_xact_lock_shared(%s, hashtext(%s))", [PUSH_LOCK, str(tenant_id)])
 NESTED = ("then", "else", "do", "compensate")
 _MISSING = object()
 _SECTIONS = {"job": "jobs", "workflow": "workflows"}

@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from django.db import connection, transaction
 
 from runtime.jobs import wake
-from runtime.jobs.alignment import changed_since_history
+from runtime.jobs.alignment import changed_since_history, wait_for_push
 from runtime.jobs.schema import ACTIVE_STATES, FINAL_STATES, STATES
 from tenants.models import Tenant
 from tenants.services import ServiceError, audit
@@ -178,6 +178,7 @@ def retry_run(tenant_id: str, run_id: object, *, actor=None) -> dict:
                 raise ServiceError(
                     "run_compensated", "This workflow's compensations ran, so it cannot resume; start a new run.",
                     status=409)
+            wait_for_push(cur, tenant_id)       # a push under way has settled, or not begun
             changed = changed_since_history(cur, tenant_id, run_uuid, found["kind"], found["name"])
             if changed is not None:
                 raise ServiceError(

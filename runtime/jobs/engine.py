@@ -53,6 +53,7 @@ from runtime.api.integrity import WriteSession
 from runtime.api.steps import StepRunner
 from runtime.compile import CompiledBackend
 from runtime.db import retried, tenant_transaction
+from runtime.jobs.alignment import NOT_BEING_PUSHED
 from runtime.definition.model import Expr, Step
 from runtime.jobs.outbox import jsonable
 
@@ -142,12 +143,14 @@ _DUE = "((state IN ('queued', 'retrying', 'sleeping', 'waiting') AND due_at <= n
 _TARGET = "SELECT id, state, started_at IS NULL AS fresh FROM plinth_jobs.runs"
 # a suspended tenant's runs wait until it is active again
 ACTIVE_TENANT = "EXISTS (SELECT 1 FROM tenants_tenant t WHERE t.id = tenant_id AND t.status = 'active')"
-_CLAIM_ONE = _CLAIM.format(select=f"{_TARGET} WHERE id = %(id)s AND {_DUE} AND {ACTIVE_TENANT} FOR UPDATE SKIP LOCKED")
+# ... and a tenant's runs wait while a push of its definition is under way (alignment.py)
+_CLAIMABLE = f"{ACTIVE_TENANT} AND {NOT_BEING_PUSHED}"
+_CLAIM_ONE = _CLAIM.format(select=f"{_TARGET} WHERE id = %(id)s AND {_DUE} AND {_CLAIMABLE} FOR UPDATE SKIP LOCKED")
 _CLAIM_DUE = _CLAIM.format(select=(
     f"{_TARGET} WHERE state IN ('queued', 'retrying', 'sleeping', 'waiting') "
-    f"AND due_at <= now() AND {ACTIVE_TENANT} ORDER BY due_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED"))
+    f"AND due_at <= now() AND {_CLAIMABLE} ORDER BY due_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED"))
 _CLAIM_LOST = _CLAIM.format(select=(
-    f"{_TARGET} WHERE state = 'running' AND lease_until < now() AND {ACTIVE_TENANT} "
+    f"{_TARGET} WHERE state = 'running' AND lease_until < now() AND {_CLAIMABLE} "
     "ORDER BY lease_until LIMIT 1 FOR UPDATE SKIP LOCKED"))
 
 

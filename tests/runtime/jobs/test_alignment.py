@@ -13,7 +13,7 @@ import pytest
 
 from runtime.db import tenant_transaction
 from runtime.jobs import control, engine
-from runtime.jobs.alignment import CODE
+from runtime.jobs.alignment import CODE, hold_runs_for_push
 from tenants.definitions import definition_push, live_version
 from tenants.services import Actor
 from test_races import in_thread
@@ -197,3 +197,18 @@ def test_a_dead_run_is_not_retried_after_a_push_changed_a_step_it_had_done(api_t
     with pytest.raises(ServiceError) as refused:
         control.retry_run(api.tenant.id, run)
     assert refused.value.code == "run_out_of_step" and "/workflows/greet/steps/0" in refused.value.message
+
+
+def test_no_run_is_claimed_while_a_push_of_its_tenant_is_under_way(api_tenant):
+    """A push holds its tenant's runs from just before its migration until it commits: a
+    run claimed meanwhile would be worked on under the old steps after the push."""
+    api = api_tenant(source=BASE + STEP_A)
+    note = api.sql("INSERT INTO \"Note\" (title) VALUES ('hi') RETURNING id::text")[0][0]
+    api.sql("INSERT INTO plinth_jobs.runs (kind, name, input) VALUES ('workflow', 'greet', %s::jsonb)",
+            [json.dumps({"note": note})])
+    with tenant_transaction(api.tenant.id) as conn:
+        hold_runs_for_push(conn.cursor(), api.tenant.id)     # as definition_push does
+        assert engine.work() == 0
+        assert api.sql("SELECT state FROM plinth_jobs.runs") == [("queued",)]
+    drain()
+    assert api.sql("SELECT state FROM plinth_jobs.runs") == [("succeeded",)]
