@@ -327,12 +327,11 @@ class WriteSession:
         matched): values it reads from the database then see those rows as they are now,
         never as they were before a concurrent write committed (a lost update)."""
         ent = self.entity(entity)
-        if not callable(values):
-            self._refuse_system(ent, [values], allow_id=False)
         before = self._lock_matching(ent, where, "update")
-        if callable(values) and before:
-            values = values()
-            self._refuse_system(ent, [values], allow_id=False)
+        if not before:
+            return []
+        values = values() if callable(values) else values
+        self._refuse_system(ent, [values], allow_id=False)
         return self._update_rows(ent, before, values)
 
     def delete(self, entity: str, where: Where) -> list[Written]:

@@ -23,7 +23,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from runtime.definition.build import NESTED_STEP_KEYS
 from runtime.definition.model import Definition
+from runtime.definition.walk import raw_at
 from runtime.jobs.schema import ACTIVE_STATES
 
 CODE = "push.runs_out_of_step"
@@ -44,15 +46,16 @@ def hold_runs_for_push(cursor, tenant_id: str) -> None:
 
 def wait_for_push(cursor, tenant_id: str) -> None:
     cursor.execute("SELECT pg_advisory_xact_lock_shared(%s, hashtext(%s))", [PUSH_LOCK, str(tenant_id)])
-NESTED = ("then", "else", "do", "compensate")
-_MISSING = object()
+
+
 _SECTIONS = {"job": "jobs", "workflow": "workflows"}
+# the keys of the steps a run has done or is parked at, from `plinth_jobs.steps` as `s`
+_REACHED = "coalesce(array_agg(DISTINCT s.key) FILTER (WHERE s.state IN ('done', 'parked')), '{}')"
 
 
 @dataclass
 class Settled:
     errors: list[dict] = field(default_factory=list)   # the push is refused if any
-    ended: list[str] = field(default_factory=list)      # runs of removed jobs and workflows, now dead
     resumed: list[str] = field(default_factory=list)    # running runs taken back from their workers
 
 
@@ -66,8 +69,7 @@ def settle_runs(cursor, tenant_id: str, old: Definition | None, new: Definition,
     a step until the push's transaction ends; call this after the migration's DDL, which
     may wait for a worker's step, so that the push never holds a run a worker waits for
     while it waits for that worker), and, if nothing is refused:
-    - runs of a removed job or workflow end `dead` (`ended`), as their worker would have
-      ended them;
+    - runs of a removed job or workflow end `dead`, as their worker would have ended them;
     - runs a worker is running now are taken back (`resumed`: due again, not counted as an
       attempt; the caller wakes them after commit): their worker follows the definition it
       claimed them under and would record later steps under places that mean other steps
@@ -95,38 +97,37 @@ def settle_runs(cursor, tenant_id: str, old: Definition | None, new: Definition,
     if lock:
         cursor.execute(f"SELECT r.id FROM plinth_jobs.runs r WHERE {chosen} ORDER BY r.id FOR UPDATE", args)
     cursor.execute(
-        "SELECT r.id::text, r.kind, r.name, r.state, r.next_step,"
-        "       coalesce(array_agg(DISTINCT s.key) FILTER (WHERE s.state IN ('done', 'parked')), '{}')"
+        f"SELECT r.id::text, r.kind, r.name, r.state, r.next_step, {_REACHED}"
         f" FROM plinth_jobs.runs r LEFT JOIN plinth_jobs.steps s ON s.run_id = r.id WHERE {chosen}"
         " GROUP BY r.id ORDER BY r.id", args)
     out_of_step: dict[tuple[str, str, str], list[str]] = defaultdict(list)
+    ended: list[str] = []           # runs of removed jobs and workflows
     running: list[str] = []
     calling: list[str] = []         # of those, runs whose worker may be in an http or ai call
     for run_id, kind, name, state, next_step, keys in cursor.fetchall():
         if (kind, name) in removed:
-            settled.ended.append(run_id)
+            ended.append(run_id)
             continue
         path = first_changed(old.source, new.source, keys)
         if path is not None:
             out_of_step[kind, name, path].append(run_id)
         elif state == "running":
             running.append(run_id)
-            step = _at(old.source, next_step.split("#", 1)[0]) if next_step else None
-            if isinstance(step, Mapping) and ("http" in step or "ai" in step):
+            step = raw_at(old.source, next_step.split("#", 1)[0]) if next_step else None
+            if isinstance(step, dict) and ("http" in step or "ai" in step):
                 calling.append(run_id)
     settled.errors = [_error(kind, name, path, runs) for (kind, name, path), runs in sorted(out_of_step.items())]
     if settled.errors or not lock:
-        settled.ended = []
         return settled
-    if settled.ended:
+    if ended:
         cursor.execute("UPDATE plinth_jobs.runs SET state = 'dead', "
                        "error = format('The %%s ''%%s'' is no longer in the definition (a push removed it).', kind, name), "
                        "finished_at = now(), lease_until = NULL, leased_by = NULL, updated_at = now() "
-                       "WHERE id = ANY(%s::uuid[])", [settled.ended])
+                       "WHERE id = ANY(%s::uuid[])", [ended])
     if running:
-        # `queued` one attempt back: the claim counts it again, so the step keeps its count
-        # due at once, but a run whose worker may still be waiting for an http or ai answer
-        # only once that worker's lease is out: the call is not made twice at the same time
+        # `queued` one attempt back (the claim counts it again, so the step keeps its
+        # count), due at once; a run whose worker may still be waiting for an http or ai
+        # answer only once that worker's lease is out, so the call is not made twice at once
         cursor.execute("UPDATE plinth_jobs.runs SET state = 'queued', attempt = greatest(attempt - 1, 0), "
                        "due_at = CASE WHEN id = ANY(%s::uuid[]) THEN greatest(now(), lease_until) ELSE now() END, "
                        "lease_until = NULL, leased_by = NULL, updated_at = now() "
@@ -139,8 +140,8 @@ def first_changed(old: Mapping[str, Any], new: Mapping[str, Any], keys) -> str |
     """The first step (in walk order) of a run's history `keys` that is not the same step
     in the definition tree `new` as in `old`, or None."""
     for path in sorted({key.split("#", 1)[0] for key in keys}, key=_walk_order):
-        before = _at(old, path)
-        if before is _MISSING or _shallow(before) != _shallow(_at(new, path)):
+        before = raw_at(old, path)     # None: no such step
+        if before is None or _shallow(before) != _shallow(raw_at(new, path)):
             return path
     return None
 
@@ -150,8 +151,7 @@ def changed_since_history(cursor, tenant_id: str, run_id, kind: str, name: str) 
     its history that a push since its last step changed, or None. Its history was recorded
     under the version live at its last step (pushes while it was in progress kept the
     steps it had reached), which is compared with the live one."""
-    cursor.execute("SELECT coalesce(array_agg(DISTINCT key) FILTER (WHERE state IN ('done', 'parked')), '{}'),"
-                   " max(finished_at) FROM plinth_jobs.steps WHERE run_id = %s", [run_id])
+    cursor.execute(f"SELECT {_REACHED}, max(s.finished_at) FROM plinth_jobs.steps s WHERE s.run_id = %s", [run_id])
     keys, last = cursor.fetchone()
     if not keys:
         return None
@@ -186,20 +186,7 @@ def _error(kind: str, name: str, path: str, runs: list[str]) -> dict:
     }
 
 
-def _at(tree: Any, pointer: str) -> Any:
-    node = tree
-    for raw in pointer.lstrip("/").split("/"):
-        part = raw.replace("~1", "/").replace("~0", "~")
-        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        elif isinstance(node, Mapping) and part in node:
-            node = node[part]
-        else:
-            return _MISSING
-    return node
-
-
 def _shallow(step: Any) -> Any:
     if isinstance(step, Mapping):
-        return {key: value for key, value in step.items() if key not in NESTED}
+        return {key: value for key, value in step.items() if key not in NESTED_STEP_KEYS}
     return step

@@ -44,12 +44,11 @@ def wait_value(event_name: str, payload: Mapping[str, Any], backend: CompiledBac
     return payload
 
 
-# A match that lost a race (a deadlock, say with a push altering the table it reads) said
-# nothing about the event: the whole delivery (or the wait step) rolls back and `retried`
-# runs it again, never "no match", which would mark the event delivered without the run
-# that waits for it. Any other failure of a match (it cannot read the event, it ran out of
-# time) is its answer: no match, logged, so that one event cannot be re-sent forever.
-UNDECIDED = RETRYABLE
+# A match that lost a race (RETRYABLE: a deadlock, say with a push altering the table it
+# reads) said nothing about the event: the whole delivery (or the wait step) rolls back and
+# `retried` runs it again, never "no match", which would mark the event delivered without
+# the run that waits for it. Any other failure of a match (it cannot read the event, it ran
+# out of time) is its answer: no match, logged, so that one event cannot be re-sent forever.
 
 
 def _holds(conn, backend: CompiledBackend, step: Step, env: Mapping[str, Any], run_input: Mapping[str, Any],
@@ -63,7 +62,7 @@ def _holds(conn, backend: CompiledBackend, step: Step, env: Mapping[str, Any], r
         with conn.transaction():      # a savepoint: an event the match cannot read is no match
             row = conn.execute(sql.SQL("SELECT {}").format(compiled.sql), params).fetchone()
     except psycopg.Error as exc:
-        if exc.sqlstate in UNDECIDED:   # not an answer about the event: the delivery is tried again
+        if exc.sqlstate in RETRYABLE:   # not an answer about the event (see above)
             raise
         log.info("jobs.match_failed", step=step.path, error=exc.sqlstate)
         return False

@@ -462,7 +462,7 @@ class Execution:
             if kind == "sleep":
                 return self.sleep_step(step, key, env, last=last, following=following)
             if kind == "wait":
-                # its match may lose a deadlock (delivery.UNDECIDED): looked at again, not failed
+                # its match may lose a deadlock (delivery._holds): looked at again, not failed
                 return retried(partial(self.wait_step, step, key, env, last=last, following=following))
         except (Parked, LeaseLost, StepFailure):
             raise
