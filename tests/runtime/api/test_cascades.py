@@ -6,12 +6,8 @@ of a cleared row hold (422, nothing deleted)."""
 from __future__ import annotations
 
 import pytest
-
-import threading
-
-from django.db import connection as django_connection
 from platform_client import PlatformClient
-from write_support import backend_with, wait_while_running_until_blocked
+from write_support import backend_with, in_thread, wait_while_running_until_blocked
 
 from runtime.api.backends import backend_for
 from runtime.api.context import Caller, resolve_tenant
@@ -235,20 +231,11 @@ def test_a_row_written_for_an_end_user_while_they_are_deleted_is_followed_too(bo
     bob = boards.users["bob"]
     backend = backend_for(boards.tenant.id, resolve_tenant(boards.slug).version)
     mark = last_audit_id(boards)
-    answers: list = []
-
-    def delete_bob():
-        try:
-            answers.append(delete_user(boards, bob))
-        finally:
-            django_connection.close()
-
-    deleting = threading.Thread(target=delete_bob)
     with tenant_transaction(boards.tenant.id) as conn:
         session = WriteSession(conn, backend, Caller("service"))
         board = session.insert("Board", [{"owner": bob, "name": "late"}])[0].row.id
         session.finish()
-        deleting.start()
+        deleting, answers = in_thread(lambda: delete_user(boards, bob))
         wait_while_running_until_blocked(deleting)       # the deletion waits for us
     deleting.join(60)
     assert answers and answers[0].status_code == 200, answers

@@ -10,12 +10,10 @@ request waits first, so the request is the one rolled back."""
 
 from __future__ import annotations
 
-import threading
 import uuid
 
 import pytest
-from django.db import connection as django_connection
-from write_support import backend_with, example, wait_while_running_until_blocked
+from write_support import backend_with, example, in_thread, wait_while_running_until_blocked
 
 from runtime.db import tenant_transaction
 
@@ -42,20 +40,6 @@ actions:
         set: {n: "input.second.n + 1"}
     returns: input.second
 """
-
-
-def in_thread(call) -> tuple[threading.Thread, list]:
-    answers: list = []
-
-    def run():
-        try:
-            answers.append(call())
-        finally:
-            django_connection.close()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread, answers
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -143,3 +144,19 @@ def wait_while_running_until_blocked(thread, table: str | None = None, poll: flo
             if cur.fetchone():
                 return
             time.sleep(poll)
+
+
+def in_thread(call) -> tuple[threading.Thread, list]:
+    """`call()` started in a thread of its own (with its own Django connection, closed at
+    the end), and the list its answer will be in."""
+    answers: list = []
+
+    def run():
+        try:
+            answers.append(call())
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, answers

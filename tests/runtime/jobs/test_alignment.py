@@ -16,8 +16,7 @@ from runtime.jobs import control, engine
 from runtime.jobs.alignment import CODE, hold_runs_for_push
 from tenants.definitions import definition_push, live_version
 from tenants.services import Actor
-from test_races import in_thread
-from write_support import wait_while_running_until_blocked
+from write_support import in_thread, wait_while_running_until_blocked
 
 NOTES = """
 version: 1
