@@ -36,6 +36,8 @@ class RunOut(serializers.Serializer):
     finished_at = serializers.DateTimeField(allow_null=True)
     updated_at = serializers.DateTimeField()
     duration_ms = serializers.IntegerField(allow_null=True, help_text="from its first start to its end (or now)")
+    version = serializers.IntegerField(
+        allow_null=True, help_text="the definition version a worker last claimed it under (null until claimed)")
 
 
 class StepOut(serializers.Serializer):

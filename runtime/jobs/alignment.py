@@ -126,9 +126,13 @@ def settle_runs(cursor, tenant_id: str, old: Definition | None, new: Definition,
                        "WHERE id = ANY(%s::uuid[])", [ended])
     if running:
         # `queued` one attempt back (the claim counts it again, so the step keeps its
-        # count), due at once; a run whose worker may still be waiting for an http or ai
-        # answer only once that worker's lease is out, so the call is not made twice at once
-        cursor.execute("UPDATE plinth_jobs.runs SET state = 'queued', attempt = greatest(attempt - 1, 0), "
+        # count), unless its lease is out: its worker died, which costs the step an attempt
+        # (and counts as a takeover), as when a claim takes such a run over. Due at once; a
+        # run whose worker may still be waiting for an http or ai answer only once that
+        # worker's lease is out, so the call is not made twice at once
+        cursor.execute("UPDATE plinth_jobs.runs SET state = 'queued', "
+                       "attempt = CASE WHEN lease_until < now() THEN attempt ELSE greatest(attempt - 1, 0) END, "
+                       "takeovers = takeovers + CASE WHEN lease_until < now() THEN 1 ELSE 0 END, "
                        "due_at = CASE WHEN id = ANY(%s::uuid[]) THEN greatest(now(), lease_until) ELSE now() END, "
                        "lease_until = NULL, leased_by = NULL, updated_at = now() "
                        "WHERE id = ANY(%s::uuid[])", [calling, running])
@@ -148,18 +152,20 @@ def first_changed(old: Mapping[str, Any], new: Mapping[str, Any], keys) -> str |
 
 def changed_since_history(cursor, tenant_id: str, run_id, kind: str, name: str) -> str | None:
     """For a run that is not in progress (a dead one about to be retried): the first step of
-    its history that a push since its last step changed, or None. Its history was recorded
-    under the version live at its last step (pushes while it was in progress kept the
-    steps it had reached), which is compared with the live one."""
-    cursor.execute(f"SELECT {_REACHED}, max(s.finished_at) FROM plinth_jobs.steps s WHERE s.run_id = %s", [run_id])
-    keys, last = cursor.fetchone()
-    if not keys:
+    its history that a push since its last claim changed, or None. Its history holds for
+    the version its worker last claimed it under (`runs.version`; pushes while it was in
+    progress kept the steps it had reached), which is compared with the live one."""
+    cursor.execute(
+        f"SELECT {_REACHED},"
+        " (SELECT v.definition FROM tenants_definitionversion v WHERE v.tenant_id = r.tenant_id AND v.number = r.version),"
+        " (SELECT v.definition FROM tenants_definitionversion v WHERE v.tenant_id = r.tenant_id"
+        "  ORDER BY v.number DESC LIMIT 1)"
+        " FROM plinth_jobs.runs r LEFT JOIN plinth_jobs.steps s ON s.run_id = r.id"
+        " WHERE r.id = %s AND r.tenant_id = %s GROUP BY r.id", [run_id, str(tenant_id)])
+    found = cursor.fetchone()
+    if found is None or not found[0]:
         return None
-    cursor.execute("SELECT (SELECT definition FROM tenants_definitionversion WHERE tenant_id = %(t)s AND created_at <= %(at)s"
-                   "        ORDER BY number DESC LIMIT 1),"
-                   " (SELECT definition FROM tenants_definitionversion WHERE tenant_id = %(t)s ORDER BY number DESC LIMIT 1)",
-                   {"t": str(tenant_id), "at": last})
-    then, now = (_tree(d) for d in cursor.fetchone())
+    keys, then, now = found[0], _tree(found[1]), _tree(found[2])
     if not then or not now or name not in (now.get(_SECTIONS[kind]) or {}):
         return None     # no definition then, or the job is gone (the run ends dead again)
     return first_changed(then, now, keys)

@@ -36,7 +36,7 @@ KINDS = ("job", "workflow")
 # Columns a person may see. Never the lease holder or the `since` snapshot: internals.
 _RUN_COLUMNS = (
     "id", "kind", "name", "state", "attempt", "cause", "key", "next_step", "wait_event", "error",
-    "due_at", "created_at", "started_at", "finished_at", "updated_at",
+    "due_at", "created_at", "started_at", "finished_at", "updated_at", "version",
 )
 _DETAIL_COLUMNS = ("input", "result")
 _STEP_COLUMNS = ("id", "key", "kind", "attempt", "state", "detail", "result", "error", "started_at", "finished_at")

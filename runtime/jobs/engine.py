@@ -117,7 +117,7 @@ class Run:
     previous_state: str
     error: str | None
     token: str
-    version: int | None
+    version: int | None           # the definition version this claim works under (runs.version)
     fresh: bool = False           # never claimed before: no history to load
     completed: bool = False
 
@@ -133,10 +133,10 @@ UPDATE plinth_jobs.runs r SET state = 'running',
     attempt = CASE WHEN target.state IN ('sleeping', 'waiting') THEN r.attempt ELSE r.attempt + 1 END,
     takeovers = r.takeovers + CASE WHEN target.state = 'running' THEN 1 ELSE 0 END,
     lease_until = now() + make_interval(secs => %(lease)s), leased_by = %(token)s || ':' || r.id,
-    started_at = coalesce(r.started_at, now()), woken_at = NULL, updated_at = now()
+    started_at = coalesce(r.started_at, now()), woken_at = NULL, updated_at = now(),
+    version = (SELECT max(v.number) FROM tenants_definitionversion v WHERE v.tenant_id = r.tenant_id)
 FROM target WHERE r.id = target.id
-RETURNING r.id::text, r.tenant_id, r.kind, r.name, r.input, r.attempt, target.state, r.error, target.fresh,
-    (SELECT max(v.number) FROM tenants_definitionversion v WHERE v.tenant_id = r.tenant_id)
+RETURNING r.id::text, r.tenant_id, r.kind, r.name, r.input, r.attempt, target.state, r.error, target.fresh, r.version
 """
 _DUE = "((state IN ('queued', 'retrying', 'sleeping', 'waiting') AND due_at <= now()) OR (state = 'running' AND lease_until < now()))"
 # `fresh`: never claimed before, so it has no step history to load

@@ -28,14 +28,18 @@ BATCH = 1000
 def sweep() -> dict:
     slots = due_slots()
     with connection.cursor() as cur:
+        # Rows another transaction holds are skipped (swept next tick): a push holds its
+        # tenant's runs while it settles them, in id order, and this update took its rows
+        # in whatever order its plan gave, so the two could deadlock (the push then failed).
+        not_woken = f"(woken_at IS NULL OR woken_at < now() - interval '{RESEND}') AND {ACTIVE_TENANT}"
         cur.execute(
-            "UPDATE plinth_jobs.runs SET woken_at = now() WHERE id IN ("
-            " SELECT id FROM plinth_jobs.runs WHERE state IN ('queued', 'retrying', 'sleeping', 'waiting')"
+            "WITH due AS (SELECT id FROM plinth_jobs.runs WHERE state IN ('queued', 'retrying', 'sleeping', 'waiting')"
             f" AND due_at <= now() - CASE WHEN state = 'queued' THEN interval '{GRACE}' ELSE interval '0' END"
-            f" AND (woken_at IS NULL OR woken_at < now() - interval '{RESEND}') AND {ACTIVE_TENANT}"
-            " UNION ALL SELECT id FROM plinth_jobs.runs WHERE state = 'running' AND lease_until < now()"
-            f" AND (woken_at IS NULL OR woken_at < now() - interval '{RESEND}') AND {ACTIVE_TENANT}"
-            f" LIMIT {BATCH}) RETURNING id::text")
+            f" AND {not_woken} LIMIT {BATCH} FOR UPDATE SKIP LOCKED),"
+            " lost AS (SELECT id FROM plinth_jobs.runs WHERE state = 'running' AND lease_until < now()"
+            f" AND {not_woken} LIMIT {BATCH} FOR UPDATE SKIP LOCKED)"
+            " UPDATE plinth_jobs.runs SET woken_at = now()"
+            " WHERE id IN (SELECT id FROM due UNION ALL SELECT id FROM lost) RETURNING id::text")
         due = [row[0] for row in cur.fetchall()]
         cur.execute(f"SELECT id FROM plinth_jobs.events WHERE delivered_at IS NULL AND created_at < now() - interval '{GRACE}' "
                     f"ORDER BY id LIMIT {BATCH}")

@@ -145,6 +145,19 @@ def test_a_run_a_worker_is_running_is_taken_back_and_resumes_on_the_new_steps(ap
     assert api.sql("SELECT state FROM plinth_jobs.runs") == [("succeeded",)]
 
 
+def test_a_run_whose_worker_died_is_taken_back_with_that_death_counted(api_tenant):
+    """Taking back a run whose lease is out (its worker died mid-step) keeps the attempt the
+    death cost, as a claim taking it over would: a run that kills its workers still ends
+    dead after its attempts, push or no push."""
+    api = api_tenant(source=BASE + STEP_A + STEP_B)
+    note = api.sql("INSERT INTO \"Note\" (title) VALUES ('hi') RETURNING id::text")[0][0]
+    api.sql("INSERT INTO plinth_jobs.runs (kind, name, input, state, attempt, next_step, lease_until, leased_by) "
+            "VALUES ('workflow', 'greet', %s::jsonb, 'running', 1, '/workflows/greet/steps/0', "
+            "now() - interval '1 second', 'gone:1')", [json.dumps({"note": note})])
+    assert push(api, BASE + STEP_A + STEP_B + STEP_C).status == "applied"
+    assert api.sql("SELECT state, attempt, takeovers FROM plinth_jobs.runs") == [("queued", 1, 1)]
+
+
 LOOP = NOTES + """  each:
     input: {note: {type: ref, to: Note}}
     steps:
@@ -211,3 +224,30 @@ def test_no_run_is_claimed_while_a_push_of_its_tenant_is_under_way(api_tenant):
         assert api.sql("SELECT state FROM plinth_jobs.runs") == [("queued",)]
     drain()
     assert api.sql("SELECT state FROM plinth_jobs.runs") == [("succeeded",)]
+
+
+@pytest.mark.parametrize("skew", ["-1 hour", "1 hour"])
+def test_a_retry_goes_by_the_version_the_run_was_claimed_under_whatever_the_clocks(api_tenant, skew):
+    """The version a dead run's history belongs to is recorded when a worker claims it, not
+    inferred from timestamps taken by two clocks (Postgres's for steps, the control plane's
+    for versions). With the control plane's clock an hour behind, the new version looked
+    older than the run's last step; an hour ahead, no version looked old enough: either
+    way the retry went through and resumed out of step."""
+    from django.db import connection
+
+    from tenants.services import ServiceError
+
+    api = api_tenant(source=BASE + STEP_A + "      - assert: \"false\"\n")
+    note = api.sql("INSERT INTO \"Note\" (title) VALUES ('hi') RETURNING id::text")[0][0]
+    run = api.sql("INSERT INTO plinth_jobs.runs (kind, name, input) VALUES ('workflow', 'greet', %s::jsonb) "
+                  "RETURNING id::text", [json.dumps({"note": note})])[0][0]
+    drain()
+    assert control.get_run(api.tenant.id, run)["version"] == live_version(api.tenant).number
+    assert push(api, BASE + STEP_C + "      - assert: \"false\"\n").status == "applied"
+    with connection.cursor() as cur:
+        cur.execute("UPDATE tenants_definitionversion SET created_at = created_at + %s::interval WHERE tenant_id = %s",
+                    [skew, api.tenant.id])
+    with pytest.raises(ServiceError) as refused:
+        control.retry_run(api.tenant.id, run)
+    assert refused.value.code == "run_out_of_step" and "/workflows/greet/steps/0" in refused.value.message
+    assert api.sql("SELECT state FROM plinth_jobs.runs") == [("dead",)]

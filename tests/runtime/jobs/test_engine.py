@@ -257,6 +257,35 @@ def test_a_suspended_tenants_runs_wait_until_it_is_active_again(notes):
     assert runs(notes)[0][1] == "succeeded"
 
 
+def test_the_sweeper_wakes_due_and_lost_runs_and_passes_over_runs_another_transaction_holds(notes):
+    """Due runs and runs whose worker was lost are woken (`woken_at` set); a run another
+    transaction holds (a push settling its tenant's runs, in id order) is left for the next
+    tick instead of waited for: waiting, the sweeper held the rows it had taken, in no
+    order, and could deadlock with the push (which then failed)."""
+    from runtime.db import tenant_transaction
+    from runtime.jobs.sweeper import sweep
+    from write_support import in_thread
+
+    note = notes.sql("INSERT INTO \"Note\" (title) VALUES ('x') RETURNING id::text")[0][0]
+    due, held, lost = (enqueue(notes, "mark_done", note=note) for _ in range(3))
+    with connection.cursor() as cur:
+        cur.execute("UPDATE plinth_jobs.runs SET due_at = now() - interval '1 minute' WHERE id = ANY(%s::uuid[])",
+                    [[due, held]])
+        cur.execute("UPDATE plinth_jobs.runs SET state = 'running', lease_until = now() - interval '1 second', "
+                    "leased_by = 'gone' WHERE id = %s", [lost])
+    with tenant_transaction(notes.tenant.id) as conn:
+        conn.execute("SELECT 1 FROM plinth_jobs.runs WHERE id = %s FOR UPDATE", [held])
+        thread, answers = in_thread(sweep)
+        thread.join(30)
+        assert not thread.is_alive(), "the sweeper waited for a run another transaction holds"
+    assert answers and answers[0]["runs"] == 2
+    with connection.cursor() as cur:
+        cur.execute("SELECT id::text FROM plinth_jobs.runs WHERE tenant_id = %s AND woken_at IS NOT NULL",
+                    [notes.tenant.id])
+        assert sorted(r[0] for r in cur.fetchall()) == sorted([due, lost])
+    assert sweep()["runs"] == 1      # the next tick, once it is free
+
+
 def test_finished_runs_are_forgotten_after_their_retention(notes, settings):
     from runtime.jobs.sweeper import sweep
 
