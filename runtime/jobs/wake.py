@@ -2,16 +2,26 @@
 
 A message is only a wake-up: the run is already stored, so a message that cannot be sent
 (the broker is down or restarting) is logged and dropped, never raised to the caller whose
-write already committed; the sweeper (runtime.jobs.sweeper) sends it again later.
+write already committed; the sweeper (runtime.jobs.sweeper) sends it again later. After a
+failure, sends are skipped for `BROKER_PAUSE` seconds, so that a broker that is down costs
+one caller the wait for it, not every caller.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Iterable
 
 import structlog
 
 log = structlog.get_logger(__name__)
+
+# Once a send fails, the broker counts as down in this process for this many seconds:
+# wake-ups are skipped at once (the sweeper sends them) instead of each waiting out
+# Celery's connection attempts, about 6 s a message here with the defaults; every write
+# that started a run, and every event it emitted, would have waited that long for its answer.
+BROKER_PAUSE = 5.0
+_down_until = 0.0
 
 
 def wake_runs(run_ids: Iterable[object]) -> int:
@@ -38,12 +48,16 @@ def wake_events(event_ids: Iterable[object]) -> int:
 
 
 def _send(task, args: list, what: str) -> int:
+    global _down_until
+    if not args or time.monotonic() < _down_until:
+        return 0
     sent = 0
     for arg in args:
         try:
             task.apply_async(args=[arg], retry=False)
             sent += 1
         except Exception as exc:  # broker unreachable: the sweeper re-sends
-            log.warning("jobs.wake_failed", **{what: arg}, error=type(exc).__name__)
+            _down_until = time.monotonic() + BROKER_PAUSE
+            log.warning("jobs.wake_failed", **{what: arg}, error=type(exc).__name__, paused_s=BROKER_PAUSE)
             break
     return sent
