@@ -189,6 +189,8 @@ def check_guard(guard: tuple) -> None:
 
 
 _BEGIN = "BEGIN; "
+QUERY_CANCELED = "57014"     # the statement timeout
+TUPLES_OK = psycopg.pq.ExecStatus.TUPLES_OK
 
 
 @contextmanager
@@ -248,15 +250,53 @@ def retried(work: Callable[[], T], *, also: Callable[[psycopg.Error], bool] | No
 
 class DeferredOpening:
     """A tenant transaction's connection whose opening (`BEGIN`, the guard, the switch) is
-    not sent yet. A caller about to send a pipeline takes the opening (`take_opening`),
-    sends it at the pipeline's head, then reports how that went (`opened`, which raises
-    `TenantChanged` when the guard refused); anything else done with the connection sends
-    the opening on its own first. So no statement can run outside the transaction or
-    before the switch."""
+    not sent yet. A caller with the transaction's first statements sends them with the
+    opening in one message (`run_first`); a caller about to send a pipeline takes the
+    opening (`take_opening`), sends it at the pipeline's head, then reports how that went
+    (`opened`, which raises `TenantChanged` when the guard refused); anything else done
+    with the connection sends the opening on its own first. So no statement can run
+    outside the transaction or before the switch."""
 
     def __init__(self, conn: psycopg.Connection, guarded: bool, params: tuple, on_open=None):
         self._conn, self._guarded, self._params, self._on_open = conn, guarded, params, on_open
         self._pending = True
+
+    def run_first(self, statements: Sequence[tuple[str, dict]]) -> list[list[tuple]] | None:
+        """The opening and `statements` (the transaction's first) in ONE message, each
+        statement the `EXECUTE` of its text prepared on this connection (as reads are,
+        `tenant_statement`): each statement's rows. This costs the web process much less
+        than a pipeline of the same statements (measured on an insert's four: about 230 µs
+        of CPU less per request, of about 530).
+
+        None, with nothing sent, if the opening was sent already or a statement cannot be
+        prepared (`_positional_form`); None too if the message failed for any reason but
+        the guard's (`TenantChanged`) or a timeout (raised): the transaction is then rolled
+        back and the opening pending again, for the caller to send the same statements in
+        a pipeline, which tells which of them failed and how (a message stops at its first
+        error and answers only that)."""
+        if not self._pending:
+            return None
+        prepared = []
+        for query, params in statements:
+            form = _positional_form(query)
+            if form is None:
+                return None
+            prepared.append((query, form, params))
+        self._pending = False
+        try:
+            rows = _begin(self._conn, self._guarded, self._params, prepared)
+        except psycopg.Error as exc:
+            if getattr(exc, "sqlstate", None) == QUERY_CANCELED or self._conn.closed:
+                raise
+            _rollback(self._conn)
+            if self._conn.closed:
+                raise
+            _resync(self._conn)     # what the rollback (or a PREPARE that failed) left
+            self._pending = True
+            return None
+        if self._on_open is not None:
+            self._on_open()
+        return rows
 
     def take_opening(self) -> list[tuple[str, tuple | None]]:
         """The opening's statements, to be sent first in the caller's pipeline ([] if it
@@ -289,14 +329,28 @@ class DeferredOpening:
         return getattr(self._conn, name)
 
 
-def _begin(conn: psycopg.Connection, guarded: bool, params: tuple) -> None:
-    """`BEGIN` and the switch, one message; once more if the connection lost its prepared
-    switch (psycopg deallocates every prepared statement after a rollback)."""
+def _begin(conn: psycopg.Connection, guarded: bool, params: tuple,
+           statements: Sequence[tuple[str, tuple[str, tuple[str, ...]], dict]] = ()) -> list[list[tuple]]:
+    """`BEGIN` and the switch, one message, with `statements` (query, its positional form,
+    its parameters) after them as `EXECUTE`s of statements prepared on this connection:
+    their rows, one list each. Sent once more if the connection lost a prepared statement
+    (psycopg deallocates every prepared statement after a rollback)."""
     for attempt in (1, 2):
         parts, fresh = _switch_parts(conn, guarded)
+        values = list(params)
+        answers = []        # the place of each statement's EXECUTE among the parts
+        for query, (text, names), statement_params in statements:
+            name, new = _prepared_name(conn, query, parts)
+            if new:
+                fresh = True
+                parts.append(f"PREPARE {name} AS {text}")
+            answers.append(len(parts))
+            parts.append(f"EXECUTE {name}({', '.join(['%s'] * len(names))})" if names else f"EXECUTE {name}")
+            values.extend(statement_params[n] for n in names)
         try:
-            ClientCursor(conn).execute(_BEGIN + "; ".join(parts), params, prepare=False)
-            return
+            cursor = ClientCursor(conn)
+            cursor.execute(_BEGIN + "; ".join(parts), values, prepare=False)
+            return _answers(cursor, answers) if answers else []
         except psycopg.Error as exc:
             lost = getattr(exc, "sqlstate", None) == "26000"
             if (fresh or lost) and not conn.closed:
@@ -306,6 +360,24 @@ def _begin(conn: psycopg.Connection, guarded: bool, params: tuple) -> None:
                 raise TenantChanged() from None
             if not lost or attempt == 2:
                 raise
+
+
+def _answers(cursor: psycopg.Cursor, places: list[int]) -> list[list[tuple]]:
+    """The rows of the results at these places (after `BEGIN`, the message's first) of a
+    message's results, in order."""
+    rows: list[list[tuple]] = []
+    wanted = iter(places)
+    following = next(wanted)
+    place = -1          # BEGIN
+    while True:
+        if place == following:
+            rows.append(cursor.fetchall() if cursor.pgresult.status == TUPLES_OK else [])
+            following = next(wanted, None)
+            if following is None:
+                return rows
+        if not cursor.nextset():
+            raise psycopg.InterfaceError("a message answered fewer results than it had statements")
+        place += 1
 
 
 def _rollback(conn: psycopg.Connection) -> None:

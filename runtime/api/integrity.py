@@ -504,10 +504,17 @@ class WriteSession:
                 self._verified.setdefault(name, set()).update(ids)  # type: ignore[union-attr]
 
     def _run(self, statements: list[tuple[str, Mapping[str, Any]]]) -> tuple[list[list | None], Exception | None]:
-        """Run statements in order in one round trip (psycopg's pipeline mode): each one's
-        rows (None for one that did not run), and the first error, if any (the statements
-        after it did not run; the transaction is then aborted)."""
-        # A transaction whose opening is not sent yet (`DeferredOpening`): it leads the pipeline.
+        """Run statements in order in one round trip (as the transaction's first, in one
+        message with its opening, else psycopg's pipeline mode): each one's rows (None for
+        one that did not run), and the first error, if any (the statements after it did
+        not run; the transaction is then aborted)."""
+        # A transaction whose opening is not sent yet (`DeferredOpening`): the statements go
+        # with it in one message, or, where that cannot tell what failed, it leads the pipeline.
+        run_first = getattr(self.conn, "run_first", None)
+        if run_first is not None:
+            rows = run_first(statements)
+            if rows is not None:
+                return rows, None
         take_opening = getattr(self.conn, "take_opening", None)
         opening = take_opening() if take_opening is not None else []
         if len(statements) == 1 and not opening:

@@ -101,6 +101,19 @@ class Recording:
             self.trips.append(self._pipeline)
             self._pipeline = None
 
+    def run_first(self, statements):
+        """A deferred opening's: the opening and the statements in one message (a trip that
+        starts with "opening"), unless it answers None (nothing sent, or all rolled back)."""
+        run_first = getattr(self._conn, "run_first", None)
+        if run_first is None:
+            return None
+        trip = ["opening", *(text for text, _ in statements)]
+        self.trips.append(trip)
+        rows = run_first(statements)
+        if rows is None:
+            trip.append("(undone)")
+        return rows
+
     def __getattr__(self, name):
         return getattr(self._conn, name)
 
@@ -114,8 +127,8 @@ def kinds(trips: list[list[str]]) -> list[list[str]]:
             return "insert"
         if text.startswith('SELECT "r".id FROM "Account"'):
             return "invariant"
-        if text == "BEGIN":
-            return "begin"
+        if text in ("BEGIN", "opening", "(undone)"):
+            return text.lower()
         if text.startswith("SELECT plinth_api.tenant_guard("):
             return "guard"
         if text.startswith("SELECT set_config('search_path'"):
@@ -239,9 +252,10 @@ def test_the_rule_and_the_checks_answer_before_an_invariant_that_cannot_be_evalu
     assert b.sql('SELECT name FROM "Item"') == [("first",)]
 
 
-def test_the_data_apis_insert_sends_its_transactions_opening_in_the_same_pipeline(charges):
+def test_the_data_apis_insert_sends_its_transactions_opening_in_the_same_message(charges):
     """With the opening deferred (the data API's writes), BEGIN, the guard and the switch
-    lead the insert's pipeline: two round trips in all, that one and COMMIT."""
+    lead the insert's statements in one message: two round trips in all, that one and
+    COMMIT."""
     b, backend, ann, account = charges
     tenant = resolve_tenant(b.slug)
     guard = (b.slug, "no-key-hash", str(b.tenant.id), tenant.version, "anon", b"")
@@ -254,8 +268,8 @@ def test_the_data_apis_insert_sends_its_transactions_opening_in_the_same_pipelin
         finally:
             refused = kinds(recording.trips)
     # one round trip, led by the opening; the guard does not hold, so nothing after it ran
-    # (psycopg stops sending the rest of the pipeline once it sees the error)
-    assert len(refused) == 1 and refused[0][:3] == ["begin", "guard", "switch"], refused
+    # (a message stops at its first error)
+    assert refused == [["opening", "lock", "insert", "invariant"]], refused
     assert b.sql('SELECT count(*) FROM "Charge"') == [(0,)]
     # the INSERT (which writes its audit row) never ran: a sequence is not rolled back
     assert b.sql("SELECT last_value, is_called FROM _audit_id_seq") == audit_sequence
@@ -268,7 +282,7 @@ def test_the_data_apis_insert_sends_its_transactions_opening_in_the_same_pipelin
         session.insert("Charge", [{"account": account, "amount": Decimal(30)}])
         session.finish()
         trips = kinds(recording.trips)
-    assert trips == [["begin", "switch", "lock", "insert", "invariant"]] and opened == [True]
+    assert trips == [["opening", "lock", "insert", "invariant"]] and opened == [True]
     assert b.sql('SELECT sum(amount) FROM "Charge"') == [(30,)]
 
 
@@ -289,3 +303,27 @@ def test_a_deferred_opening_goes_first_on_its_own_before_any_other_statement(cha
     with tenant_transaction(b.tenant.id, ann.db_claims(), deferred=True, on_open=lambda: opened.append(True)):
         pass
     assert opened == []
+
+
+def test_a_first_message_that_fails_is_undone_and_sent_again_as_a_pipeline(committed_tenants, alice):
+    """A message stops at its first error and answers only that error, not which statement
+    raised it. So when the statements sent with the opening fail, they are rolled back and
+    sent again in a pipeline, whose answers tell: here the rule (eve may not add to bob's
+    box) still answers 403 before the invariant, whose evaluation fails."""
+    b = backend_with(committed_tenants, alice, BOXES, "Boxes")
+    bob, eve = b.user("bob", "member"), b.user("eve", "member")
+    box = b.sql("INSERT INTO \"Box\" (owner, label) VALUES (%s, 'b') RETURNING id::text", [bob])[0][0]
+    b.sql("INSERT INTO \"Item\" (box, name) VALUES (%s, 'first')", [box])
+    backend = backend_for(b.tenant.id, resolve_tenant(b.slug).version)
+    caller = Caller("member", user_id=eve, email="eve@x.io")
+    with pytest.raises(ApiError) as refused, tenant_transaction(b.tenant.id, caller.db_claims(), deferred=True) as conn:
+        recording = Recording(conn)
+        session = WriteSession(recording, backend, caller, single_write=True)
+        try:
+            session.insert("Item", [{"box": box, "name": "second"}])
+        finally:
+            trips = kinds(recording.trips)
+    assert refused.value.status == 403, refused.value.message
+    assert len(trips) == 2 and trips[0][0] == "opening" and trips[0][-1] == "(undone)", trips
+    assert trips[1] == ["begin", "switch", *trips[0][1:-1]], trips      # the same statements
+    assert b.sql('SELECT name FROM "Item"') == [("first",)]
