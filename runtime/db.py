@@ -35,7 +35,7 @@ from contextlib import contextmanager
 from typing import Callable, Iterator, Sequence, TypeVar
 
 import psycopg
-from psycopg import ClientCursor
+from psycopg import ClientCursor, sql
 from django.conf import settings
 from django.db import connections
 from psycopg_pool import ConnectionPool
@@ -261,7 +261,7 @@ class DeferredOpening:
         self._conn, self._guarded, self._params, self._on_open = conn, guarded, params, on_open
         self._pending = True
 
-    def run_first(self, statements: Sequence[tuple[str, dict]]) -> list[list[tuple]] | None:
+    def run_first(self, statements: Sequence[tuple[str | sql.Composable, dict]]) -> list[list[tuple]] | None:
         """The opening and `statements` (the transaction's first) in ONE message, each
         statement the `EXECUTE` of its text prepared on this connection (as reads are,
         `tenant_statement`): each statement's rows. This costs the web process much less
@@ -278,6 +278,8 @@ class DeferredOpening:
             return None
         prepared = []
         for query, params in statements:
+            if not isinstance(query, str):
+                query = query.as_string(None)
             form = _positional_form(query)
             if form is None:
                 return None

@@ -503,7 +503,8 @@ class WriteSession:
             else:
                 self._verified.setdefault(name, set()).update(ids)  # type: ignore[union-attr]
 
-    def _run(self, statements: list[tuple[str, Mapping[str, Any]]]) -> tuple[list[list | None], Exception | None]:
+    def _run(self, statements: list[tuple[str | sql.Composable, Mapping[str, Any]]]
+             ) -> tuple[list[list | None], Exception | None]:
         """Run statements in order in one round trip (as the transaction's first, in one
         message with its opening, else psycopg's pipeline mode): each one's rows (None for
         one that did not run), and the first error, if any (the statements after it did
@@ -567,9 +568,17 @@ class WriteSession:
                 params.update(rule_params)
         query = sql.SQL("SELECT {} FROM {} AS {} WHERE {} ORDER BY {}.id FOR UPDATE OF {}").format(
             ROW_JSON, sql.Identifier(ent.name), ALIAS, predicate, ALIAS, ALIAS)
-        rows = [StoredRow.parse(t) for (t,) in self.conn.execute(query, params).fetchall()]
+        rows = [StoredRow.parse(t) for (t,) in self._fetch(query, params)]
         self._locked.setdefault(ent.name, set()).update(row.id for row in rows)
         return rows
+
+    def _fetch(self, query: sql.Composable, params: Mapping[str, Any]) -> list[tuple]:
+        """A statement's rows; as the transaction's first (an update's or a delete's lock
+        of its rows), in one message with the opening (`_run`)."""
+        results, error = self._run([(query, params)])
+        if error is not None:
+            raise error
+        return results[0]       # type: ignore[return-value]
 
     def _update_rows(self, ent: CompiledEntity, before: list[StoredRow], values: Mapping[str, Any],
                      transition: bool = False, touched: bool = False) -> list[Written]:

@@ -107,7 +107,7 @@ class Recording:
         run_first = getattr(self._conn, "run_first", None)
         if run_first is None:
             return None
-        trip = ["opening", *(text for text, _ in statements)]
+        trip = ["opening", *(q if isinstance(q, str) else q.as_string(None) for q, _ in statements)]
         self.trips.append(trip)
         rows = run_first(statements)
         if rows is None:
@@ -327,3 +327,23 @@ def test_a_first_message_that_fails_is_undone_and_sent_again_as_a_pipeline(commi
     assert len(trips) == 2 and trips[0][0] == "opening" and trips[0][-1] == "(undone)", trips
     assert trips[1] == ["begin", "switch", *trips[0][1:-1]], trips      # the same statements
     assert b.sql('SELECT name FROM "Item"') == [("first",)]
+
+
+@pytest.mark.parametrize("operation", ["update", "delete"])
+def test_an_update_or_delete_locks_its_rows_in_the_message_that_opens_the_transaction(charges, operation):
+    """The lock of the rows an update or a delete matches is the transaction's first
+    statement: it goes with BEGIN and the switch in one message, not in a round trip of its own."""
+    b, backend, ann, account = charges
+    where = (sql.SQL("r.id = %(a)s::uuid"), {"a": account})
+    with tenant_transaction(b.tenant.id, ann.db_claims(), deferred=True) as conn:
+        recording = Recording(conn)
+        session = WriteSession(recording, backend, Caller("service"), single_write=True)
+        if operation == "update":
+            assert len(session.update("Account", where, {"credit_limit": Decimal(7)})) == 1
+        else:
+            assert len(session.delete("Account", where)) == 1
+        session.finish()
+        trips = recording.trips
+    assert trips[0][0] == "opening" and len(trips[0]) == 2 and "FOR UPDATE" in trips[0][1], trips
+    expected = [(Decimal(7),)] if operation == "update" else []
+    assert b.sql('SELECT credit_limit FROM "Account"') == expected
