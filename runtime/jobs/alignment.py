@@ -70,8 +70,8 @@ def settle_runs(cursor, tenant_id: str, old: Definition | None, new: Definition,
     may wait for a worker's step, so that the push never holds a run a worker waits for
     while it waits for that worker), and, if nothing is refused:
     - runs of a removed job or workflow end `dead`, as their worker would have ended them;
-    - runs a worker is running now are taken back (`resumed`: due again, not counted as an
-      attempt; the caller wakes them after commit): their worker follows the definition it
+    - runs a worker is running now (its lease not out) are taken back (`resumed`: due
+      again, not counted as an attempt; the caller wakes them after commit): their worker follows the definition it
       claimed them under and would record later steps under places that mean other steps
       now; its next checkpoint finds the run no longer its own and stops, its step's
       writes rolled back (an http or ai call it made is made again, with the same
@@ -126,17 +126,18 @@ def settle_runs(cursor, tenant_id: str, old: Definition | None, new: Definition,
                        "WHERE id = ANY(%s::uuid[])", [ended])
     if running:
         # `queued` one attempt back (the claim counts it again, so the step keeps its
-        # count), unless its lease is out: its worker died, which costs the step an attempt
-        # (and counts as a takeover), as when a claim takes such a run over. Due at once; a
-        # run whose worker may still be waiting for an http or ai answer only once that
-        # worker's lease is out, so the call is not made twice at once
-        cursor.execute("UPDATE plinth_jobs.runs SET state = 'queued', "
-                       "attempt = CASE WHEN lease_until < now() THEN attempt ELSE greatest(attempt - 1, 0) END, "
-                       "takeovers = takeovers + CASE WHEN lease_until < now() THEN 1 ELSE 0 END, "
+        # count), due at once; a run whose worker may still be waiting for an http or ai
+        # answer only once that worker's lease is out, so the call is not made twice at
+        # once. A run whose lease is out already (its worker died, maybe during this push:
+        # the clock, not the push's start) stays as it is, for a claim to take over as
+        # any other: that counts the death as an attempt, and ends the run once its
+        # attempts are spent (so a push cannot give a run that kills its workers another go).
+        cursor.execute("UPDATE plinth_jobs.runs SET state = 'queued', attempt = greatest(attempt - 1, 0), "
                        "due_at = CASE WHEN id = ANY(%s::uuid[]) THEN greatest(now(), lease_until) ELSE now() END, "
                        "lease_until = NULL, leased_by = NULL, updated_at = now() "
-                       "WHERE id = ANY(%s::uuid[])", [calling, running])
-        settled.resumed = running
+                       "WHERE id = ANY(%s::uuid[]) AND lease_until >= clock_timestamp() RETURNING id::text",
+                       [calling, running])
+        settled.resumed = [run_id for (run_id,) in cursor.fetchall()]
     return settled
 
 

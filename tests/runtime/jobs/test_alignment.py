@@ -145,17 +145,22 @@ def test_a_run_a_worker_is_running_is_taken_back_and_resumes_on_the_new_steps(ap
     assert api.sql("SELECT state FROM plinth_jobs.runs") == [("succeeded",)]
 
 
-def test_a_run_whose_worker_died_is_taken_back_with_that_death_counted(api_tenant):
-    """Taking back a run whose lease is out (its worker died mid-step) keeps the attempt the
-    death cost, as a claim taking it over would: a run that kills its workers still ends
-    dead after its attempts, push or no push."""
+def test_a_run_whose_worker_died_is_left_to_the_takeover_that_counts_the_death(api_tenant):
+    """A run whose lease is out (its worker died mid-step) is not taken back by a push: the
+    claim that takes it over counts the death as an attempt, so a run that kills its
+    workers still ends dead once its attempts are spent, push or no push. (Taken back, it
+    was queued and its step run once more.)"""
     api = api_tenant(source=BASE + STEP_A + STEP_B)
     note = api.sql("INSERT INTO \"Note\" (title) VALUES ('hi') RETURNING id::text")[0][0]
-    api.sql("INSERT INTO plinth_jobs.runs (kind, name, input, state, attempt, next_step, lease_until, leased_by) "
-            "VALUES ('workflow', 'greet', %s::jsonb, 'running', 1, '/workflows/greet/steps/0', "
-            "now() - interval '1 second', 'gone:1')", [json.dumps({"note": note})])
+    api.sql("INSERT INTO plinth_jobs.runs (kind, name, input, state, attempt, next_step, started_at, "
+            "lease_until, leased_by) VALUES ('workflow', 'greet', %s::jsonb, 'running', 1, "
+            "'/workflows/greet/steps/0', now(), now() - interval '1 second', 'gone:1')", [json.dumps({"note": note})])
     assert push(api, BASE + STEP_A + STEP_B + STEP_C).status == "applied"
-    assert api.sql("SELECT state, attempt, takeovers FROM plinth_jobs.runs") == [("queued", 1, 1)]
+    assert api.sql("SELECT state, attempt FROM plinth_jobs.runs") == [("running", 1)]
+    drain()
+    state, error = api.sql("SELECT state, error FROM plinth_jobs.runs")[0]
+    assert state == "dead" and "lost 1 time(s)" in error, error
+    assert api.sql('SELECT log FROM "Note"') == [("",)]      # its step did not run again
 
 
 LOOP = NOTES + """  each:
