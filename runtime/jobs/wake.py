@@ -3,12 +3,14 @@
 A message is only a wake-up: the run is already stored, so a message that cannot be sent
 (the broker is down or restarting) is logged and dropped, never raised to the caller whose
 write already committed; the sweeper (runtime.jobs.sweeper) sends it again later. After a
-failure, sends are skipped for `BROKER_PAUSE` seconds, so that a broker that is down costs
-one caller the wait for it, not every caller.
+failure, sends are skipped for `BROKER_PAUSE` seconds and then tried by one caller at a
+time, so that a broker that is down costs the wait for it to the callers that were sending
+when it went, then to one caller per pause, not to every write.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Iterable
 
@@ -19,9 +21,31 @@ log = structlog.get_logger(__name__)
 # Once a send fails, the broker counts as down in this process for this many seconds:
 # wake-ups are skipped at once (the sweeper sends them) instead of each waiting out
 # Celery's connection attempts, about 6 s a message here with the defaults; every write
-# that started a run, and every event it emitted, would have waited that long for its answer.
+# that started a run, and every event it emitted, would have waited that long for its
+# answer. When the pause is out, one caller tries the broker again (and the pause starts
+# over meanwhile, so the others go on skipping); its success ends the pause. Callers that
+# were already sending when the broker went away still wait for their own attempt.
 BROKER_PAUSE = 5.0
-_down_until = 0.0
+_down_until = 0.0       # time.monotonic(); 0: the broker is up
+_state = threading.Lock()
+
+
+def _may_send() -> bool:
+    global _down_until
+    with _state:
+        if not _down_until:
+            return True
+        now = time.monotonic()
+        if now < _down_until:
+            return False
+        _down_until = now + BROKER_PAUSE     # this caller tries; the others keep skipping
+        return True
+
+
+def _sent(ok: bool) -> None:
+    global _down_until
+    with _state:
+        _down_until = 0.0 if ok else time.monotonic() + BROKER_PAUSE
 
 
 def wake_runs(run_ids: Iterable[object]) -> int:
@@ -48,8 +72,7 @@ def wake_events(event_ids: Iterable[object]) -> int:
 
 
 def _send(task, args: list, what: str) -> int:
-    global _down_until
-    if not args or time.monotonic() < _down_until:
+    if not args or not _may_send():
         return 0
     sent = 0
     for arg in args:
@@ -57,7 +80,9 @@ def _send(task, args: list, what: str) -> int:
             task.apply_async(args=[arg], retry=False)
             sent += 1
         except Exception as exc:  # broker unreachable: the sweeper re-sends
-            _down_until = time.monotonic() + BROKER_PAUSE
+            _sent(False)
             log.warning("jobs.wake_failed", **{what: arg}, error=type(exc).__name__, paused_s=BROKER_PAUSE)
-            break
+            return sent
+    if _down_until:
+        _sent(True)
     return sent

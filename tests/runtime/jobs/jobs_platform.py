@@ -72,7 +72,8 @@ class Platform:
             "LOG_LEVEL": "WARNING", "PLINTH_RUN_LEASE_SECONDS": str(lease), "PLINTH_SWEEP_SECONDS": str(sweep),
             "PYTHONPATH": str(ROOT),
         }
-        self.app = Celery("plinth-test", broker=self.redis_url)
+        # not the current app: the platform's shared tasks (wake-ups) keep sending through its own
+        self.app = Celery("plinth-test", broker=self.redis_url, set_as_current=False)
         if own_redis:
             self.start_redis()
 

@@ -1,6 +1,7 @@
 """Wake-ups when the broker is down: a write that committed never waits on every wake-up
 for a broker that is not there. After one failed send, sends are skipped (the sweeper
-sends them later) until `BROKER_PAUSE` is out; then the broker is tried again."""
+sends them later) until `BROKER_PAUSE` is out; then one caller tries the broker again
+while the others go on skipping."""
 
 from __future__ import annotations
 
@@ -70,3 +71,27 @@ def test_after_a_failed_send_wake_ups_are_skipped_until_the_pause_is_out(broker_
     time.sleep(1.1)
     assert wake.wake_runs([RUN]) == 0
     assert broker_down.accepted > tried     # the pause is out: tried again
+
+
+def test_when_the_pause_is_out_one_caller_tries_the_broker_and_the_others_skip(broker_down, monkeypatch):
+    from runtime.jobs.tasks import execute
+
+    tries: list[str] = []
+    send = execute.apply_async
+
+    def counted(*args, **kwargs):       # the real send, counted
+        tries.append(kwargs["args"][0])
+        return send(*args, **kwargs)
+
+    monkeypatch.setattr(execute, "apply_async", counted)
+    monkeypatch.setattr(wake, "BROKER_PAUSE", 0.5)
+    assert wake.wake_runs([RUN]) == 0 and len(tries) == 1
+    time.sleep(0.6)
+    probe = threading.Thread(target=wake.wake_runs, args=[[RUN]])
+    probe.start()
+    while len(tries) < 2 and probe.is_alive():
+        time.sleep(0.01)
+    assert len(tries) == 2                   # the pause is out: one caller tries ...
+    assert wake.wake_runs([RUN]) == 0        # ... and another, meanwhile or after its failure, does not
+    probe.join(30)
+    assert len(tries) == 2
