@@ -204,8 +204,8 @@ def tenant_transaction(tenant_id: str, claims: dict | None = None, guard: tuple 
     are fine).
 
     `on_open()` is called once that opening has run (the guard has held). `deferred`: it is
-    not sent yet; the connection comes as a `DeferredOpening`, whose first pipeline carries
-    it (one round trip fewer). A transaction that ends before sending anything ran nothing."""
+    not sent yet; the connection comes as a `DeferredOpening`, whose first statements carry
+    it, in one message or at the head of a pipeline (one round trip fewer). A transaction that ends before sending anything ran nothing."""
     params = _switch_params(tenant_id, claims, guard)
     with runtime_pool().connection() as conn:
         try:
@@ -269,11 +269,16 @@ class DeferredOpening:
         of CPU less per request, of about 530).
 
         None, with nothing sent, if the opening was sent already or a statement cannot be
-        prepared (`_positional_form`); None too if the message failed for any reason but
-        the guard's (`TenantChanged`) or a timeout (raised): the transaction is then rolled
-        back and the opening pending again, for the caller to send the same statements in
-        a pipeline, which tells which of them failed and how (a message stops at its first
-        error and answers only that)."""
+        prepared (`_positional_form`). A message stops at its first error and answers only
+        that, not which statement raised it. So when it fails with more than one statement,
+        the transaction is rolled back and None answered, the opening pending again, for
+        the caller to send the same statements in a pipeline, whose answers tell (an
+        insert's verdicts answer before an invariant whose evaluation failed); but the
+        error is raised as it is (the caller rolls back) where that tells all there is: the
+        statement was alone, the guard refused (`TenantChanged`), the statement timeout
+        struck, the transaction lost a race (`retried` runs it again, after its pause), or
+        a constraint refused the write (only a write can break one, and nothing of it
+        answers then)."""
         if not self._pending:
             return None
         prepared = []
@@ -288,12 +293,15 @@ class DeferredOpening:
         try:
             rows = _begin(self._conn, self._guarded, self._params, prepared)
         except psycopg.Error as exc:
-            if getattr(exc, "sqlstate", None) == QUERY_CANCELED or self._conn.closed:
+            state = getattr(exc, "sqlstate", None) or ""
+            if (len(prepared) == 1 or state == QUERY_CANCELED or state in RETRYABLE or state.startswith("23")
+                    or self._conn.closed):
                 raise
-            _rollback(self._conn)
-            if self._conn.closed:
-                raise
-            _resync(self._conn)     # what the rollback (or a PREPARE that failed) left
+            if self._conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:    # not yet by `_begin`
+                _rollback(self._conn)
+                if self._conn.closed:
+                    raise
+                _resync(self._conn)     # what the rollback left (psycopg's DEALLOCATE ALL)
             self._pending = True
             return None
         if self._on_open is not None:

@@ -96,7 +96,8 @@ class RequestContext:
 
     def transaction(self, deferred: bool = False):
         """`tenant_transaction` under this tenant's role, as this caller; `deferred`: its
-        opening goes with the first pipeline. The guard counts as checked once it ran."""
+        opening goes with the first statements (`DeferredOpening`). The guard counts as
+        checked once it ran."""
         return tenant_transaction(self.tenant.id, self.caller.db_claims(), self.guard,
                                   deferred=deferred, on_open=self._guard_checked)
 

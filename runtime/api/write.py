@@ -53,7 +53,7 @@ def handle_write(request, context, entity_name: str) -> HttpResponse:
     plan = plan_write(api, backend, entity, body)
 
     def attempt() -> HttpResponse:
-        # deferred: an insert's pipeline carries BEGIN, the guard and the switch too
+        # deferred: BEGIN, the guard and the switch go in the message of the first statements
         with context.transaction(deferred=True) as conn:
             session = WriteSession(conn, backend, context.caller, single_write=True)
             written = execute(session, plan)

@@ -347,3 +347,24 @@ def test_an_update_or_delete_locks_its_rows_in_the_message_that_opens_the_transa
     assert trips[0][0] == "opening" and len(trips[0]) == 2 and "FOR UPDATE" in trips[0][1], trips
     expected = [(Decimal(7),)] if operation == "update" else []
     assert b.sql('SELECT credit_limit FROM "Account"') == expected
+
+
+def test_a_first_message_refused_by_a_constraint_is_not_sent_again(charges):
+    """Only the INSERT can break a constraint, and nothing of it answers then: the error is
+    the answer, with no second trip (a unique id used twice)."""
+    import psycopg
+
+    b, backend, ann, account = charges
+    with tenant_transaction(b.tenant.id, ann.db_claims(), deferred=True) as conn:
+        charge = WriteSession(conn, backend, ann, single_write=True).insert(
+            "Charge", [{"account": account, "amount": Decimal(1)}])[0].row.id
+    with pytest.raises(psycopg.errors.UniqueViolation), \
+            tenant_transaction(b.tenant.id, ann.db_claims(), deferred=True) as conn:
+        recording = Recording(conn)
+        session = WriteSession(recording, backend, ann, single_write=True)
+        try:
+            session.insert("Charge", [{"id": charge, "account": account, "amount": Decimal(1)}])
+        finally:
+            trips = kinds(recording.trips)
+    assert trips == [["opening", "lock", "insert", "invariant"]], trips
+    assert b.sql('SELECT count(*) FROM "Charge"') == [(1,)]
