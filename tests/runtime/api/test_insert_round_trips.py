@@ -368,3 +368,26 @@ def test_a_first_message_refused_by_a_constraint_is_not_sent_again(charges):
             trips = kinds(recording.trips)
     assert trips == [["opening", "lock", "insert", "invariant"]], trips
     assert b.sql('SELECT count(*) FROM "Charge"') == [(1,)]
+
+
+def test_a_first_message_cut_off_by_the_statement_timeout_is_not_sent_again(charges, monkeypatch):
+    """A timeout is the answer, whichever statement it struck: sent again, the statements
+    would wait as long once more (here for the anchor another transaction holds)."""
+    import psycopg
+
+    from runtime import db
+
+    b, backend, ann, account = charges
+    monkeypatch.setattr(db, "_SWITCH", db._SWITCH.replace(f"'{db.STATEMENT_TIMEOUT}'", "'200ms'"))
+    with tenant_transaction(b.tenant.id) as holder:
+        holder.execute('SELECT 1 FROM "Account" WHERE id = %s FOR UPDATE', [account])
+        with pytest.raises(psycopg.errors.QueryCanceled), \
+                tenant_transaction(b.tenant.id, ann.db_claims(), deferred=True) as conn:
+            recording = Recording(conn)
+            session = WriteSession(recording, backend, ann, single_write=True)
+            try:
+                session.insert("Charge", [{"account": account, "amount": Decimal(1)}])
+            finally:
+                trips = kinds(recording.trips)
+    assert trips == [["opening", "lock", "insert", "invariant"]], trips
+    assert b.sql('SELECT count(*) FROM "Charge"') == [(0,)]
