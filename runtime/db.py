@@ -294,8 +294,11 @@ class DeferredOpening:
             rows = _begin(self._conn, self._guarded, self._params, prepared)
         except psycopg.Error as exc:
             state = getattr(exc, "sqlstate", None) or ""
-            if (len(prepared) == 1 or state == QUERY_CANCELED or state in RETRYABLE or state.startswith("23")
-                    or self._conn.closed):
+            # errors only a statement after the guard and the switch can raise: the guard held
+            after_switch = state == QUERY_CANCELED or state in RETRYABLE or state.startswith("23")
+            if len(prepared) == 1 or after_switch or self._conn.closed:
+                if after_switch and self._on_open is not None:
+                    self._on_open()
                 raise
             if self._conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:    # not yet by `_begin`
                 _rollback(self._conn)

@@ -138,6 +138,12 @@ def settle_runs(cursor, tenant_id: str, old: Definition | None, new: Definition,
                        "WHERE id = ANY(%s::uuid[]) AND lease_until >= clock_timestamp() RETURNING id::text",
                        [calling, running])
         settled.resumed = [run_id for (run_id,) in cursor.fetchall()]
+        # ... but its worker, should it be alive after all (slow, not dead), loses the run
+        # now, not at the takeover: its next checkpoint fails, so it records no step of the
+        # old definition once this push has committed
+        cursor.execute("UPDATE plinth_jobs.runs SET leased_by = NULL, updated_at = now() "
+                       "WHERE id = ANY(%s::uuid[]) AND state = 'running' AND lease_until < clock_timestamp()",
+                       [running])
     return settled
 
 

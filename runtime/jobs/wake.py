@@ -22,29 +22,35 @@ log = structlog.get_logger(__name__)
 # wake-ups are skipped at once (the sweeper sends them) instead of each waiting out
 # Celery's connection attempts, about 6 s a message here with the defaults; every write
 # that started a run, and every event it emitted, would have waited that long for its
-# answer. When the pause is out, one caller tries the broker again (and the pause starts
-# over meanwhile, so the others go on skipping); its success ends the pause. Callers that
-# were already sending when the broker went away still wait for their own attempt.
+# answer. When the pause is out, one caller tries the broker again while the others go on
+# skipping; its success ends the pause, its failure starts another. Callers that were
+# already sending when the broker went away still wait for their own attempt.
 BROKER_PAUSE = 5.0
 _down_until = 0.0       # time.monotonic(); 0: the broker is up
+_probing = False        # a caller is trying the broker after a pause
 _state = threading.Lock()
 
 
-def _may_send() -> bool:
-    global _down_until
+def _may_send() -> bool | None:
+    """None: skip (the broker is down); False: send; True: send, as the one caller trying
+    the broker again after a pause (the others skip until it has its answer)."""
+    global _probing
+    if not _down_until:
+        return False
     with _state:
         if not _down_until:
-            return True
-        now = time.monotonic()
-        if now < _down_until:
             return False
-        _down_until = now + BROKER_PAUSE     # this caller tries; the others keep skipping
+        if _probing or time.monotonic() < _down_until:
+            return None
+        _probing = True
         return True
 
 
-def _sent(ok: bool) -> None:
-    global _down_until
+def _sent(ok: bool, probe: bool) -> None:
+    global _down_until, _probing
     with _state:
+        if probe:
+            _probing = False
         _down_until = 0.0 if ok else time.monotonic() + BROKER_PAUSE
 
 
@@ -72,17 +78,18 @@ def wake_events(event_ids: Iterable[object]) -> int:
 
 
 def _send(task, args: list, what: str) -> int:
-    if not args or not _may_send():
+    probe = _may_send() if args else None
+    if probe is None:
         return 0
-    sent = 0
-    for arg in args:
-        try:
+    sent, ok = 0, False
+    try:
+        for arg in args:
             task.apply_async(args=[arg], retry=False)
             sent += 1
-        except Exception as exc:  # broker unreachable: the sweeper re-sends
-            _sent(False)
-            log.warning("jobs.wake_failed", **{what: arg}, error=type(exc).__name__, paused_s=BROKER_PAUSE)
-            return sent
-    if _down_until:
-        _sent(True)
+        ok = True
+    except Exception as exc:  # broker unreachable: the sweeper re-sends
+        log.warning("jobs.wake_failed", **{what: args[sent]}, error=type(exc).__name__, paused_s=BROKER_PAUSE)
+    finally:
+        if probe or not ok:
+            _sent(ok, probe)
     return sent

@@ -351,15 +351,16 @@ def test_an_update_or_delete_locks_its_rows_in_the_message_that_opens_the_transa
 
 def test_a_first_message_refused_by_a_constraint_is_not_sent_again(charges):
     """Only the INSERT can break a constraint, and nothing of it answers then: the error is
-    the answer, with no second trip (a unique id used twice)."""
+    the answer, with no second trip (a unique id used twice); the opening counts as run."""
     import psycopg
 
     b, backend, ann, account = charges
     with tenant_transaction(b.tenant.id, ann.db_claims(), deferred=True) as conn:
         charge = WriteSession(conn, backend, ann, single_write=True).insert(
             "Charge", [{"account": account, "amount": Decimal(1)}])[0].row.id
-    with pytest.raises(psycopg.errors.UniqueViolation), \
-            tenant_transaction(b.tenant.id, ann.db_claims(), deferred=True) as conn:
+    opened: list[bool] = []
+    with pytest.raises(psycopg.errors.UniqueViolation), tenant_transaction(
+            b.tenant.id, ann.db_claims(), deferred=True, on_open=lambda: opened.append(True)) as conn:
         recording = Recording(conn)
         session = WriteSession(recording, backend, ann, single_write=True)
         try:
@@ -367,6 +368,8 @@ def test_a_first_message_refused_by_a_constraint_is_not_sent_again(charges):
         finally:
             trips = kinds(recording.trips)
     assert trips == [["opening", "lock", "insert", "invariant"]], trips
+    # the opening ran (and a guard with it would have held): the facts count as checked
+    assert opened == [True]
     assert b.sql('SELECT count(*) FROM "Charge"') == [(1,)]
 
 

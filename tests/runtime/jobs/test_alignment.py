@@ -149,7 +149,8 @@ def test_a_run_whose_worker_died_is_left_to_the_takeover_that_counts_the_death(a
     """A run whose lease is out (its worker died mid-step) is not taken back by a push: the
     claim that takes it over counts the death as an attempt, so a run that kills its
     workers still ends dead once its attempts are spent, push or no push. (Taken back, it
-    was queued and its step run once more.)"""
+    was queued and its step run once more.) Its worker loses it at the push all the same:
+    alive after all, it would go on under the old steps."""
     api = api_tenant(source=BASE + STEP_A + STEP_B)
     note = api.sql("INSERT INTO \"Note\" (title) VALUES ('hi') RETURNING id::text")[0][0]
     api.sql("INSERT INTO plinth_jobs.runs (kind, name, input, state, attempt, next_step, started_at, "
@@ -157,6 +158,11 @@ def test_a_run_whose_worker_died_is_left_to_the_takeover_that_counts_the_death(a
             "'/workflows/greet/steps/0', now(), now() - interval '1 second', 'gone:1')", [json.dumps({"note": note})])
     assert push(api, BASE + STEP_A + STEP_B + STEP_C).status == "applied"
     assert api.sql("SELECT state, attempt FROM plinth_jobs.runs") == [("running", 1)]
+    # its worker, were it alive after all (slow), has lost it: its next checkpoint fails
+    run_id = api.sql("SELECT id::text FROM plinth_jobs.runs")[0][0]
+    old_claim = engine.Run(run_id, api.tenant.id, "workflow", "greet", {}, 1, "queued", None, "gone:1", 1)
+    with pytest.raises(engine.LeaseLost), tenant_transaction(api.tenant.id) as conn:
+        engine._fenced(conn, old_claim, "lease_until = now() + interval '1 minute'")
     drain()
     state, error = api.sql("SELECT state, error FROM plinth_jobs.runs")[0]
     assert state == "dead" and "lost 1 time(s)" in error, error
