@@ -71,11 +71,13 @@ def settle_runs(cursor, tenant_id: str, old: Definition | None, new: Definition,
     while it waits for that worker), and, if nothing is refused:
     - runs of a removed job or workflow end `dead`, as their worker would have ended them;
     - runs a worker is running now (its lease not out) are taken back (`resumed`: due
-      again, not counted as an attempt; the caller wakes them after commit): their worker follows the definition it
-      claimed them under and would record later steps under places that mean other steps
-      now; its next checkpoint finds the run no longer its own and stops, its step's
-      writes rolled back (an http or ai call it made is made again, with the same
-      idempotency key), and the run resumes on the new definition."""
+      again, not counted as an attempt; the caller wakes them after commit): their
+      worker follows the definition it claimed them under and would record later steps
+      under places that mean other steps now; its next checkpoint finds the run no longer
+      its own and stops, its step's writes rolled back (an http or ai call it made is made
+      again, with the same idempotency key), and the run resumes on the new definition;
+    - runs whose lease is out (their worker died) are left to a claim to take over, as
+      any such run, their worker's hold on them dropped."""
     settled = Settled()
     if old is None:
         return settled

@@ -137,6 +137,20 @@ def kinds(trips: list[list[str]]) -> list[list[str]]:
     return [[kind(t) for t in trip] for trip in trips]
 
 
+def refused_insert(tenant_id, caller, backend, entity: str, row: dict, error, **transaction):
+    """An insert, in a data API transaction (its opening deferred), that fails with
+    `error`: what was raised, and the statements of each round trip it sent (`kinds`)."""
+    trips: list[list[str]] = []
+    with pytest.raises(error) as raised, tenant_transaction(tenant_id, caller.db_claims(), deferred=True,
+                                                            **transaction) as conn:
+        recording = Recording(conn)
+        try:
+            WriteSession(recording, backend, caller, single_write=True).insert(entity, [row])
+        finally:
+            trips.extend(kinds(recording.trips))
+    return raised, trips
+
+
 @pytest.fixture
 def charges(committed_tenants, alice):
     b = backend_with(committed_tenants, alice, CHARGES, "Charges")
@@ -260,13 +274,8 @@ def test_the_data_apis_insert_sends_its_transactions_opening_in_the_same_message
     tenant = resolve_tenant(b.slug)
     guard = (b.slug, "no-key-hash", str(b.tenant.id), tenant.version, "anon", b"")
     audit_sequence = b.sql("SELECT last_value, is_called FROM _audit_id_seq")
-    with pytest.raises(TenantChanged), tenant_transaction(b.tenant.id, ann.db_claims(), guard, deferred=True) as conn:
-        recording = Recording(conn)
-        session = WriteSession(recording, backend, ann, single_write=True)
-        try:
-            session.insert("Charge", [{"account": account, "amount": Decimal(30)}])
-        finally:
-            refused = kinds(recording.trips)
+    _, refused = refused_insert(b.tenant.id, ann, backend, "Charge", {"account": account, "amount": Decimal(30)},
+                                TenantChanged, guard=guard)
     # one round trip, led by the opening; the guard does not hold, so nothing after it ran
     # (a message stops at its first error)
     assert refused == [["opening", "lock", "insert", "invariant"]], refused
@@ -316,13 +325,7 @@ def test_a_first_message_that_fails_is_undone_and_sent_again_as_a_pipeline(commi
     b.sql("INSERT INTO \"Item\" (box, name) VALUES (%s, 'first')", [box])
     backend = backend_for(b.tenant.id, resolve_tenant(b.slug).version)
     caller = Caller("member", user_id=eve, email="eve@x.io")
-    with pytest.raises(ApiError) as refused, tenant_transaction(b.tenant.id, caller.db_claims(), deferred=True) as conn:
-        recording = Recording(conn)
-        session = WriteSession(recording, backend, caller, single_write=True)
-        try:
-            session.insert("Item", [{"box": box, "name": "second"}])
-        finally:
-            trips = kinds(recording.trips)
+    refused, trips = refused_insert(b.tenant.id, caller, backend, "Item", {"box": box, "name": "second"}, ApiError)
     assert refused.value.status == 403, refused.value.message
     assert len(trips) == 2 and trips[0][0] == "opening" and trips[0][-1] == "(undone)", trips
     assert trips[1] == ["begin", "switch", *trips[0][1:-1]], trips      # the same statements
@@ -359,14 +362,8 @@ def test_a_first_message_refused_by_a_constraint_is_not_sent_again(charges):
         charge = WriteSession(conn, backend, ann, single_write=True).insert(
             "Charge", [{"account": account, "amount": Decimal(1)}])[0].row.id
     opened: list[bool] = []
-    with pytest.raises(psycopg.errors.UniqueViolation), tenant_transaction(
-            b.tenant.id, ann.db_claims(), deferred=True, on_open=lambda: opened.append(True)) as conn:
-        recording = Recording(conn)
-        session = WriteSession(recording, backend, ann, single_write=True)
-        try:
-            session.insert("Charge", [{"id": charge, "account": account, "amount": Decimal(1)}])
-        finally:
-            trips = kinds(recording.trips)
+    _, trips = refused_insert(b.tenant.id, ann, backend, "Charge", {"id": charge, "account": account, "amount": Decimal(1)},
+                              psycopg.errors.UniqueViolation, on_open=lambda: opened.append(True))
     assert trips == [["opening", "lock", "insert", "invariant"]], trips
     # the opening ran (and a guard with it would have held): the facts count as checked
     assert opened == [True]
@@ -384,13 +381,7 @@ def test_a_first_message_cut_off_by_the_statement_timeout_is_not_sent_again(char
     monkeypatch.setattr(db, "_SWITCH", db._SWITCH.replace(f"'{db.STATEMENT_TIMEOUT}'", "'200ms'"))
     with tenant_transaction(b.tenant.id) as holder:
         holder.execute('SELECT 1 FROM "Account" WHERE id = %s FOR UPDATE', [account])
-        with pytest.raises(psycopg.errors.QueryCanceled), \
-                tenant_transaction(b.tenant.id, ann.db_claims(), deferred=True) as conn:
-            recording = Recording(conn)
-            session = WriteSession(recording, backend, ann, single_write=True)
-            try:
-                session.insert("Charge", [{"account": account, "amount": Decimal(1)}])
-            finally:
-                trips = kinds(recording.trips)
+        _, trips = refused_insert(b.tenant.id, ann, backend, "Charge", {"account": account, "amount": Decimal(1)},
+                                  psycopg.errors.QueryCanceled)
     assert trips == [["opening", "lock", "insert", "invariant"]], trips
     assert b.sql('SELECT count(*) FROM "Charge"') == [(0,)]
