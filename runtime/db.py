@@ -163,14 +163,21 @@ def _switch_parts(conn: psycopg.Connection, guarded: bool) -> tuple[list[str], b
     fresh_any = False
     statements = ((_GUARD, _GUARD_TYPES), (_SWITCH, _SWITCH_TYPES))
     for text, types in statements if guarded else statements[1:]:
-        name, fresh = _prepared_name(conn, text, parts)
         count = text.count("%s")
-        if fresh:
-            fresh_any = True
-            body = text % tuple(f"${n}" for n in range(1, count + 1))
-            parts.append(f"PREPARE {name}{types} AS {body}")
-        parts.append(f"EXECUTE {name}({', '.join(['%s'] * count)})")
+        body = text % tuple(f"${n}" for n in range(1, count + 1))
+        fresh_any = _add_execute(conn, text, body, count, parts, types) or fresh_any
     return parts, fresh_any
+
+
+def _add_execute(conn: psycopg.Connection, key: str, body: str, count: int, parts: list[str], types: str = "") -> bool:
+    """Add to a message's `parts` the EXECUTE (values as `%s`, `count` of them) of `body`
+    (`$n` placeholders) as prepared on this connection under `key`, with its PREPARE
+    first on its first use here: whether that PREPARE is among them."""
+    name, fresh = _prepared_name(conn, key, parts)
+    if fresh:
+        parts.append(f"PREPARE {name}{types} AS {body}")
+    parts.append(f"EXECUTE {name}({', '.join(['%s'] * count)})" if count else f"EXECUTE {name}")
+    return fresh
 
 
 def _changed(exc: BaseException) -> bool:
@@ -205,7 +212,8 @@ def tenant_transaction(tenant_id: str, claims: dict | None = None, guard: tuple 
 
     `on_open()` is called once that opening has run (the guard has held). `deferred`: it is
     not sent yet; the connection comes as a `DeferredOpening`, whose first statements carry
-    it, in one message or at the head of a pipeline (one round trip fewer). A transaction that ends before sending anything ran nothing."""
+    it, in one message or at the head of a pipeline (one round trip fewer). A transaction
+    that ends before sending anything ran nothing."""
     params = _switch_params(tenant_id, claims, guard)
     with runtime_pool().connection() as conn:
         try:
@@ -353,12 +361,8 @@ def _begin(conn: psycopg.Connection, guarded: bool, params: tuple,
         values = list(params)
         answers = []        # the place of each statement's EXECUTE among the parts
         for query, (text, names), statement_params in statements:
-            name, new = _prepared_name(conn, query, parts)
-            if new:
-                fresh = True
-                parts.append(f"PREPARE {name} AS {text}")
-            answers.append(len(parts))
-            parts.append(f"EXECUTE {name}({', '.join(['%s'] * len(names))})" if names else f"EXECUTE {name}")
+            fresh = _add_execute(conn, query, text, len(names), parts) or fresh
+            answers.append(len(parts) - 1)
             values.extend(statement_params[n] for n in names)
         try:
             cursor = ClientCursor(conn)
@@ -521,10 +525,7 @@ def _prepared_name(conn: psycopg.Connection, key: str, parts: list[str]) -> tupl
 def _execute_prepared(conn: psycopg.Connection, switch: tuple, query: str, form: tuple, params: dict):
     text, names = form
     parts, fresh_switch = _switch_parts(conn, len(switch) > 3)
-    name, fresh = _prepared_name(conn, query, parts)
-    if fresh:
-        parts.append(f"PREPARE {name} AS {text}")
-    parts.append(f"EXECUTE {name}({', '.join(['%s'] * len(names))})" if names else f"EXECUTE {name}")
+    fresh = _add_execute(conn, query, text, len(names), parts)
     cursor = ClientCursor(conn)
     try:
         cursor.execute("; ".join(parts), [*switch, *(params[n] for n in names)], prepare=False)

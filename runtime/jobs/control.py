@@ -160,7 +160,7 @@ def retry_run(tenant_id: str, run_id: object, *, actor=None) -> dict:
     """Give a dead run another go: queued, due now, attempts counted from 0, the error
     cleared. Its checkpoints stay, so it resumes at its first unfinished step. Workers are
     told after commit. 409 `run_not_retryable` for any state but dead, `run_compensated` once
-    its compensations ran, `run_out_of_step` if a push since its last step changed a step
+    its compensations ran, `run_out_of_step` if a push since its last claim changed a step
     it had reached (runtime/jobs/alignment.py)."""
     run_uuid = _uuid_or_404(run_id)
     with transaction.atomic():
@@ -182,7 +182,7 @@ def retry_run(tenant_id: str, run_id: object, *, actor=None) -> dict:
             changed = changed_since_history(cur, tenant_id, run_uuid, found["kind"], found["name"])
             if changed is not None:
                 raise ServiceError(
-                    "run_out_of_step", f"A push since this run's last step changed the step at {changed}, which it "
+                    "run_out_of_step", f"A push since this run last ran changed the step at {changed}, which it "
                     "had reached: resuming would skip a step or run one again; start a new run.", status=409)
         _update(
             "state = 'queued', attempt = 0, error = NULL, result = NULL, due_at = now(), finished_at = NULL,"
