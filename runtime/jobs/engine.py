@@ -127,6 +127,9 @@ class Run:
 # Every write of a claimed run holds only while the claim does: this claim's token, running.
 _FENCE = "WHERE id = %(id)s AND leased_by = %(token)s AND state = 'running'"
 
+# The live version is read by a VOLATILE function (migration 0009), not a subquery: the
+# statement's snapshot predates the push lock tried in `target`, and a push that committed
+# between the two would go unseen, the run then claimed under the version it replaced.
 _CLAIM = """
 WITH target AS ({select})
 UPDATE plinth_jobs.runs r SET state = 'running',
@@ -134,7 +137,7 @@ UPDATE plinth_jobs.runs r SET state = 'running',
     takeovers = r.takeovers + CASE WHEN target.state = 'running' THEN 1 ELSE 0 END,
     lease_until = now() + make_interval(secs => %(lease)s), leased_by = %(token)s || ':' || r.id,
     started_at = coalesce(r.started_at, now()), woken_at = NULL, updated_at = now(),
-    version = (SELECT max(v.number) FROM tenants_definitionversion v WHERE v.tenant_id = r.tenant_id)
+    version = plinth_jobs.live_version(r.tenant_id)
 FROM target WHERE r.id = target.id
 RETURNING r.id::text, r.tenant_id, r.kind, r.name, r.input, r.attempt, target.state, r.error, target.fresh, r.version
 """

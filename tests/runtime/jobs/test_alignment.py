@@ -262,3 +262,51 @@ def test_a_retry_goes_by_the_version_the_run_was_claimed_under_whatever_the_cloc
         control.retry_run(api.tenant.id, run)
     assert refused.value.code == "run_out_of_step" and "/workflows/greet/steps/0" in refused.value.message
     assert api.sql("SELECT state FROM plinth_jobs.runs") == [("dead",)]
+
+
+def test_a_claim_begun_before_a_push_committed_works_under_the_pushed_version(api_tenant):
+    """A claim's statement takes its snapshot, then tries its tenant's push lock. A push
+    that commits in between has released the lock by then, so the claim goes through; the
+    version it records must be the pushed one. Read from the statement's snapshot, it was
+    the version the push replaced, and the worker ran the old steps (here: a, not a and b)
+    after the push had settled the runs for the new ones. A gate (an advisory lock the test
+    holds) stops the claim between its snapshot and its lock try, while the push commits."""
+    from django.db import connection
+
+    from runtime.jobs.alignment import PUSH_LOCK
+
+    gate = 0x4741
+    api = api_tenant(source=BASE + STEP_A)
+    note = api.sql("INSERT INTO \"Note\" (title) VALUES ('hi') RETURNING id::text")[0][0]
+    run_id = api.sql("INSERT INTO plinth_jobs.runs (kind, name, input) VALUES ('workflow', 'greet', %s::jsonb) "
+                     "RETURNING id::text", [json.dumps({"note": note})])[0][0]
+    # the engine's own claim of one run, with the gate first among its conditions (the
+    # cheapest: Postgres orders a scan's conditions by cost)
+    gated = engine._CLAIM.format(select=(
+        f"{engine._TARGET} WHERE id = %(id)s AND pg_temp.gate() AND {engine._DUE} AND {engine._CLAIMABLE} "
+        "FOR UPDATE SKIP LOCKED"))
+
+    def claim():
+        with connection.cursor() as cur:
+            cur.execute("CREATE FUNCTION pg_temp.gate() RETURNS boolean LANGUAGE plpgsql VOLATILE COST 0.0001 AS "
+                        f"$$ BEGIN PERFORM pg_advisory_xact_lock_shared({gate}); RETURN true; END $$")
+            cur.execute("SELECT pg_backend_pid()")
+            pids.append(cur.fetchone()[0])
+        return engine._claim(gated, run_id)
+
+    pids: list[int] = []
+    with tenant_transaction(api.tenant.id) as holder:
+        holder.execute("SELECT pg_advisory_xact_lock(%s)", [gate])
+        thread, claimed = in_thread(claim)
+        wait_while_running_until_blocked(thread)
+        assert thread.is_alive() and pids
+        # stopped at the gate, before its lock try: the push does not wait for it
+        assert api.sql("SELECT count(*) FROM pg_locks WHERE pid = %s AND locktype = 'advisory' AND classid = %s",
+                       [pids[0], PUSH_LOCK]) == [(0,)]
+        assert push(api, BASE + STEP_A + STEP_B).status == "applied"
+    thread.join(60)
+    [run] = claimed[0]
+    assert run.version == live_version(api.tenant).number
+    engine._execute_guarded(run)
+    assert api.sql('SELECT log FROM "Note"') == [("ab",)]
+    assert api.sql("SELECT state, version FROM plinth_jobs.runs") == [("succeeded", run.version)]
