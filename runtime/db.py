@@ -36,6 +36,7 @@ from typing import Callable, Iterator, Sequence, TypeVar
 
 import psycopg
 from psycopg import ClientCursor, sql
+from psycopg._preparing import PrepareManager
 from django.conf import settings
 from django.db import connections
 from psycopg_pool import ConnectionPool
@@ -95,6 +96,57 @@ def _escape(value: str) -> str:
     return str(value).replace("\\", "\\\\").replace("'", "\\'")
 
 
+class _PsycopgStatements(PrepareManager):
+    """psycopg's cache of the statements it prepares itself (one run `prepare_threshold`
+    times on a connection), except for how it is cleared. psycopg clears it after every
+    rollback (a refused write's) by sending `DEALLOCATE ALL`, which took the runtime's own
+    prepared statements (`plinth_r<n>`, `_prepared_name`) with it: the next request using
+    one met 26000 and paid for a resync and its message again. This one deallocates only
+    psycopg's, by name, in one message (Postgres keeps a statement prepared in a
+    transaction that rolled back, so nothing else is stale). Should that fail (a name
+    Postgres no longer has), `DEALLOCATE ALL` follows, as psycopg would have sent, and
+    the runtime's loss is found as before.
+
+    psycopg's internals (3.3, pinned): `_names`, `_to_flush`, `maintain_gen` and the
+    connection's `_exec_command`; tests/runtime/test_db.py fails if they change."""
+
+    def clear(self) -> bool:
+        # its own, and any it evicted and has not deallocated yet
+        names = [*(n for n in self._to_flush if n is not None), *self._names.values()]
+        if not super().clear():
+            return False
+        self._to_flush.clear()      # super() queued None: DEALLOCATE ALL
+        self._to_flush.extend(names)
+        return True
+
+    def maintain_gen(self, conn):
+        names = []
+        while self._to_flush:
+            name = self._to_flush.popleft()
+            if name is None:        # only `super().clear()` queues it, and `clear` replaces it
+                names = None
+                break
+            names.append(name)
+        if names is None:
+            yield from conn._exec_command(b"DEALLOCATE ALL")
+        elif names:
+            try:
+                yield from conn._exec_command(b"; ".join(b"DEALLOCATE " + name for name in names))
+            except psycopg.Error:
+                if conn.closed:
+                    raise
+                yield from conn._exec_command(b"DEALLOCATE ALL")
+
+
+class RuntimeConnection(psycopg.Connection):
+    """A runtime pool's connection: psycopg's own prepared statements are deallocated
+    without the runtime's (`_PsycopgStatements`)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._prepared = _PsycopgStatements()
+
+
 def runtime_pool() -> ConnectionPool:
     conninfo = runtime_conninfo()
     pool = _pools.get(conninfo)
@@ -110,6 +162,7 @@ def runtime_pool() -> ConnectionPool:
                     timeout=settings.RUNTIME_POOL_TIMEOUT,
                     open=True,
                     name="plinth-runtime",
+                    connection_class=RuntimeConnection,
                     # transactions are begun by hand (`tenant_transaction`), in one round
                     # trip with the role switch
                     kwargs={"autocommit": True},
@@ -308,11 +361,12 @@ class DeferredOpening:
                 if after_switch and self._on_open is not None:
                     self._on_open()
                 raise
-            if self._conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:    # not yet by `_begin`
+            # rolled back by `_begin` (and its prepared statements resynced) if any was new;
+            # otherwise the rollback leaves them be (`_PsycopgStatements`)
+            if self._conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
                 _rollback(self._conn)
                 if self._conn.closed:
                     raise
-                _resync(self._conn)     # what the rollback left (psycopg's DEALLOCATE ALL)
             self._pending = True
             return None
         if self._on_open is not None:
@@ -355,7 +409,7 @@ def _begin(conn: psycopg.Connection, guarded: bool, params: tuple,
     """`BEGIN` and the switch, one message, with `statements` (query, its positional form,
     its parameters) after them as `EXECUTE`s of statements prepared on this connection:
     their rows, one list each. Sent once more if the connection lost a prepared statement
-    (psycopg deallocates every prepared statement after a rollback)."""
+    (26000: see "One statement in one message")."""
     for attempt in (1, 2):
         parts, fresh = _switch_parts(conn, guarded)
         values = list(params)
@@ -412,9 +466,10 @@ def _rollback(conn: psycopg.Connection) -> None:
 # text, least recently used first. The same text for another tenant is fine: Postgres
 # parses a prepared statement again when the search path differs from the one it was
 # planned under, and checks privileges as the current role on every execution. When the
-# connection lost one (psycopg deallocates all prepared statements after a rollback on
-# that connection), Postgres answers 26000: the list is brought in line with
-# `pg_prepared_statements` and the read sent again (a read that failed changed nothing).
+# connection lost one (a message that failed before its PREPARE ran, or the `DEALLOCATE
+# ALL` `_PsycopgStatements` falls back to), Postgres answers 26000: the list is brought in
+# line with `pg_prepared_statements` and the read sent again (a read that failed changed
+# nothing).
 
 READS_PER_CONNECTION = 128
 _READ_PREFIX = "plinth_r"

@@ -66,7 +66,8 @@ def test_a_failing_statement_rolls_back_and_the_connection_stays_usable(two_tena
 @pytest.fixture
 def one_connection(monkeypatch):
     """A pool of one connection, so that every call below uses the same one."""
-    pool = ConnectionPool(db.runtime_conninfo(), min_size=1, max_size=1, open=True, kwargs={"autocommit": True})
+    pool = ConnectionPool(db.runtime_conninfo(), min_size=1, max_size=1, open=True, kwargs={"autocommit": True},
+                          connection_class=db.RuntimeConnection)
     monkeypatch.setattr(db, "runtime_pool", lambda: pool)
     yield pool
     pool.close()
@@ -76,7 +77,7 @@ def test_prepared_statements_lost_by_the_connection_are_prepared_again(two_tenan
     a, _ = two_tenants
     assert tenant_statement(a.id, {}, QUERY, {"skip": "x"})[3] == "a-secret,50% off"
     with db.runtime_pool().connection() as conn:
-        conn.execute("DEALLOCATE ALL")       # what psycopg does after a rollback
+        conn.execute("DEALLOCATE ALL")       # as psycopg did after any rollback
     assert tenant_statement(a.id, {}, QUERY, {"skip": "x"})[3] == "a-secret,50% off"
     with db.runtime_pool().connection() as conn:
         names = [n for (n,) in conn.execute("SELECT name FROM pg_prepared_statements").fetchall()]
@@ -88,11 +89,59 @@ def test_a_transaction_whose_prepared_switch_was_lost_prepares_it_again(two_tena
     with tenant_transaction(a.id) as conn:
         assert conn.execute("SELECT current_user::text").fetchone() == (f"t_{a.id}",)
     with db.runtime_pool().connection() as conn:
-        conn.execute("DEALLOCATE ALL")       # what psycopg does after a rollback
+        conn.execute("DEALLOCATE ALL")       # as psycopg did after any rollback
     with tenant_transaction(a.id, {"sub": "x"}) as conn:
         assert conn.execute("SELECT current_user::text, current_setting('request.jwt.claims')").fetchone() == \
             (f"t_{a.id}", '{"sub":"x"}')
     assert _leftovers()[:2] == ("plinth_runtime", "")
+
+
+def _prepared_names(conn) -> set[str]:
+    return {n for (n,) in conn.execute("SELECT name FROM pg_prepared_statements", prepare=False).fetchall()}
+
+
+def _psycopg_prepares_one(conn) -> None:
+    """psycopg prepares a statement it has run `prepare_threshold` times on a connection."""
+    for _ in range(conn.prepare_threshold + 1):
+        conn.execute("SELECT count(*) FROM notes WHERE id > %s", [0])
+    assert any(n.startswith("_pg3_") for n in _prepared_names(conn))
+
+
+def test_a_rollback_deallocates_psycopgs_prepared_statements_and_not_the_runtimes(two_tenants, one_connection):
+    """psycopg sent `DEALLOCATE ALL` after every rollback on a connection where it had
+    prepared statements (a refused write's), taking the runtime's with it: the next read
+    on that connection met 26000 and paid for a resync and its message again."""
+    a, _ = two_tenants
+    assert tenant_statement(a.id, {}, QUERY, {"skip": "x"})[3] == "a-secret,50% off"
+    with pytest.raises(psycopg.errors.DivisionByZero), tenant_transaction(a.id) as conn:
+        _psycopg_prepares_one(conn)
+        conn.execute("SELECT 1 / 0")
+    with db.runtime_pool().connection() as conn:
+        names, ours = _prepared_names(conn), set(db._reads(conn).values())
+        assert ours and ours <= names, (ours, names)
+        assert not any(n.startswith("_pg3_") for n in names), names
+    with tenant_transaction(a.id) as conn:
+        _psycopg_prepares_one(conn)           # psycopg's cache is in line with Postgres
+    assert tenant_statement(a.id, {}, QUERY, {"skip": "y"})[3] == "a-secret,50% off"
+
+
+def test_when_psycopgs_statements_cannot_be_deallocated_by_name_all_are(two_tenants, one_connection):
+    """A name Postgres no longer has fails the message deallocating psycopg's statements:
+    `DEALLOCATE ALL` then, as psycopg would have sent; the runtime prepares its own again."""
+    a, _ = two_tenants
+    assert tenant_statement(a.id, {}, QUERY, {"skip": "x"})[3] == "a-secret,50% off"
+    with pytest.raises(psycopg.errors.DivisionByZero), tenant_transaction(a.id) as conn:
+        _psycopg_prepares_one(conn)
+        for name in sorted(n for n in _prepared_names(conn) if n.startswith("_pg3_")):
+            conn.execute(f"DEALLOCATE {name}", prepare=False)     # behind psycopg's back
+        conn.execute("SELECT 1 / 0")
+    with db.runtime_pool().connection() as conn:
+        assert _prepared_names(conn) == set()
+    with tenant_transaction(a.id) as conn:
+        _psycopg_prepares_one(conn)
+    assert tenant_statement(a.id, {}, QUERY, {"skip": "y"})[3] == "a-secret,50% off"
+    with db.runtime_pool().connection() as conn:
+        assert set(db._reads(conn).values()) <= _prepared_names(conn)
 
 
 def test_a_connection_keeps_a_bounded_number_of_prepared_reads(two_tenants, one_connection, monkeypatch):
