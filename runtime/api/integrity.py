@@ -342,11 +342,9 @@ class WriteSession:
         if not before:
             return []
         self.follow_deletion(entity, [row.id for row in before], [row.data for row in before])
-        self.conn.execute(
-            sql.SQL("DELETE FROM {} AS {} WHERE {}.id = ANY(%(_ids)s::uuid[])").format(
-                sql.Identifier(entity), ALIAS, ALIAS),
-            {"_ids": [row.id for row in before]},
-        )
+        self.conn.execute(_named_statement(("delete", entity), lambda: sql.SQL(
+            "DELETE FROM {} AS {} WHERE {}.id = ANY(%(_ids)s::uuid[])").format(sql.Identifier(entity), ALIAS, ALIAS)),
+            {"_ids": [row.id for row in before]})
         return self._record([Written(entity, "delete", row, None) for row in before])
 
     def follow_deletion(self, table: str, ids: Sequence[str],
@@ -454,8 +452,9 @@ class WriteSession:
         ent = self.entity(entity)
         if ent.state_field is None:
             raise bad_request(f"{entity} has no state machine.")
-        query = sql.SQL("SELECT {} FROM {} AS {} WHERE {}.id = ANY(%(_ids)s::uuid[]) ORDER BY {}.id FOR UPDATE OF {}").format(
-            ROW_JSON, sql.Identifier(ent.name), ALIAS, ALIAS, ALIAS, ALIAS)
+        query = _named_statement(("lock for state", ent.name), lambda: sql.SQL(
+            "SELECT {} FROM {} AS {} WHERE {}.id = ANY(%(_ids)s::uuid[]) ORDER BY {}.id FOR UPDATE OF {}").format(
+            ROW_JSON, sql.Identifier(ent.name), ALIAS, ALIAS, ALIAS, ALIAS))
         before = [StoredRow.parse(t) for (t,) in self.conn.execute(query, {"_ids": list(ids)}).fetchall()]
         self._locked.setdefault(ent.name, set()).update(row.id for row in before)
         return self._update_rows(ent, before, {ent.state_field: state}, transition=True)
@@ -592,21 +591,30 @@ class WriteSession:
         ids = [row.id for row in before]
         if not touched:
             self._touch(ent.name, [row.data for row in before] + [{**row.data, **values} for row in before])
-        assignments, params = [], {"_ids": ids}
+        one = len(ids) == 1         # `r.id = <id>`: a generic plan (see `_invariant_query`)
+        params: dict[str, Any] = {"_id": ids[0]} if one else {"_ids": ids}
+        shape = tuple((name, value is DEFAULT) for name, value in values.items())
         for n, (name, value) in enumerate(values.items()):
-            column = ent.table.columns[name]
-            if value is DEFAULT:
-                assignments.append(sql.SQL("{} = DEFAULT").format(sql.Identifier(name)))
-                continue
-            params[f"v{n}"] = value
-            assignments.append(sql.SQL("{} = CAST({} AS {})").format(
-                sql.Identifier(name), sql.Placeholder(f"v{n}"), sql.SQL(sql_type(column.type))))
-        query = sql.SQL("UPDATE {} AS {} SET {} WHERE {}.id = ANY(%(_ids)s::uuid[]) RETURNING {}").format(
-            sql.Identifier(ent.name), ALIAS, sql.SQL(", ").join(assignments), ALIAS, ROW_JSON)
+            if value is not DEFAULT:
+                params[f"v{n}"] = value
+        query = _statement(ent, ("update", one, shape), lambda: self._update_composed(ent, one, shape))
         after = {row.id: row for row in (StoredRow.parse(t) for (t,) in self.conn.execute(query, params).fetchall())}
         self._verify(ent, "update" if self.enforce_access and not transition else None, ids)
         self._touch(ent.name, [row.data for row in after.values()])
         return self._record([Written(ent.name, "update", row, after[row.id]) for row in before if row.id in after])
+
+    @staticmethod
+    def _update_composed(ent: CompiledEntity, one: bool, shape: tuple[tuple[str, bool], ...]) -> sql.Composed:
+        """The UPDATE of one row (`%(_id)s`) or several (`%(_ids)s`) setting these fields
+        (name, whether to DEFAULT), the n-th from `%(v<n>)s`."""
+        assignments = [
+            sql.SQL("{} = DEFAULT").format(sql.Identifier(name)) if default else
+            sql.SQL("{} = CAST({} AS {})").format(sql.Identifier(name), sql.Placeholder(f"v{n}"),
+                                                   sql.SQL(sql_type(ent.table.columns[name].type)))
+            for n, (name, default) in enumerate(shape)]
+        matching = "{}.id = %(_id)s::uuid" if one else "{}.id = ANY(%(_ids)s::uuid[])"
+        return sql.SQL("UPDATE {} AS {} SET {} WHERE " + matching + " RETURNING {}").format(
+            sql.Identifier(ent.name), ALIAS, sql.SQL(", ").join(assignments), ALIAS, ROW_JSON)
 
     def _insert_sql(self, ent: CompiledEntity, rows: Sequence[Mapping[str, Any]], missing_default: bool,
                     verify: str | None | bool = False):

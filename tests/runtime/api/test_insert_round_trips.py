@@ -2,7 +2,8 @@
 that writes once and then finishes (the data API) the invariant goes with them too, in one
 round trip; the answers keep their order (the rule and the checks before the invariant, even
 when evaluating the invariant fails); a later write makes `finish()` evaluate the invariant
-again; and the invariant's statement keeps a generic plan (not planned on every insert)."""
+again; and the invariant's statement keeps a generic plan (not planned on every insert), as do
+an update's of one row."""
 
 from __future__ import annotations
 
@@ -221,8 +222,13 @@ def test_the_invariant_statement_keeps_a_generic_plan(charges):
     assert generic > 0 and custom <= 5, plans
 
 
-def test_the_rule_and_checks_statement_keeps_a_generic_plan_for_one_row(committed_tenants, alice):
-    """The same for `_verify` (after an update, or an insert whose rule reads its own entity)."""
+@pytest.mark.parametrize("statement", [
+    pytest.param("SELECT d.denied%", id="the rule and checks"),
+    pytest.param('UPDATE "Todo"%', id="the update itself"),
+])
+def test_an_update_of_one_row_keeps_generic_plans(committed_tenants, alice, statement):
+    """The same for `_verify` (after an update, or an insert whose rule reads its own
+    entity), and for the UPDATE of one row, `r.id = <id>`, not `= ANY(<array>)`."""
     b = backend_with(committed_tenants, alice, TODOS, "Todos")
     ann = b.user("ann", "member")
     project = b.sql("INSERT INTO \"Project\" (owner) VALUES (%s) RETURNING id::text", [ann])[0][0]
@@ -241,8 +247,8 @@ def test_the_rule_and_checks_statement_keeps_a_generic_plan_for_one_row(committe
             assert len(written) == 1
         session.finish()
         plans = conn.execute(
-            "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
-            " WHERE statement LIKE 'SELECT d.denied%'").fetchall()
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement LIKE %s",
+            [statement]).fetchall()
     assert len(plans) == 1, plans
     generic, custom = plans[0]
     assert generic > 0 and custom <= 5, plans
