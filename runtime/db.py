@@ -36,7 +36,7 @@ from typing import Callable, Iterator, Sequence, TypeVar
 
 import psycopg
 from psycopg import ClientCursor, sql
-from psycopg._preparing import PrepareManager
+from psycopg._preparing import Prepare, PrepareManager
 from django.conf import settings
 from django.db import connections
 from psycopg_pool import ConnectionPool
@@ -98,49 +98,40 @@ def _escape(value: str) -> str:
 
 class _PsycopgStatements(PrepareManager):
     """psycopg's cache of the statements it prepares itself (one run `prepare_threshold`
-    times on a connection), except for how it is cleared. psycopg clears it after every
-    rollback (a refused write's) by sending `DEALLOCATE ALL`, which took the runtime's own
-    prepared statements (`plinth_r<n>`, `_prepared_name`) with it: the next request using
-    one met 26000 and paid for a resync and its message again. This one deallocates only
-    psycopg's, by name, in one message (Postgres keeps a statement prepared in a
-    transaction that rolled back, so nothing else is stale). Should that fail (a name
-    Postgres no longer has), `DEALLOCATE ALL` follows, as psycopg would have sent, and
-    the runtime's loss is found as before.
+    times on a connection), except that a rollback leaves it be.
 
-    psycopg's internals (3.3, pinned): `_names`, `_to_flush`, `maintain_gen` and the
-    connection's `_exec_command`; tests/runtime/test_db.py fails if they change."""
+    psycopg clears it after every rollback, of a transaction or a savepoint (a refused
+    write's), by sending `DEALLOCATE ALL`, in case a statement prepared in the transaction
+    names an object the rollback removed. That took the runtime's own prepared statements
+    (`plinth_r<n>`, `_prepared_name`) with it: the next request using one met 26000 and
+    paid for a resync and its message again, and the rollback a round trip of its own.
+    Postgres keeps a statement prepared in a transaction that rolled back, and the runtime
+    creates no objects on these connections (pushes migrate on the control plane's); a
+    statement naming one that is gone would fail with Postgres's error, not answer wrong.
+    Results of `DROP`, `ALTER`, `DISCARD ALL` and `DEALLOCATE ALL` still clear it, as
+    psycopg does.
+
+    psycopg's internals (3.3, pinned): `clear` (what a rollback calls) and
+    `_should_discard` (what an executed statement's results go through);
+    tests/runtime/test_db.py fails if they change."""
+
+    _CLEARING = re.compile(rb"^(?:DROP|ALTER|DISCARD ALL|DEALLOCATE ALL)\b").match
 
     def clear(self) -> bool:
-        # its own, and any it evicted and has not deallocated yet
-        names = [*(n for n in self._to_flush if n is not None), *self._names.values()]
-        if not super().clear():
-            return False
-        self._to_flush.clear()      # super() queued None: DEALLOCATE ALL
-        self._to_flush.extend(names)
-        return True
+        return False
 
-    def maintain_gen(self, conn):
-        names = []
-        while self._to_flush:
-            name = self._to_flush.popleft()
-            if name is None:        # only `super().clear()` queues it, and `clear` replaces it
-                names = None
-                break
-            names.append(name)
-        if names is None:
-            yield from conn._exec_command(b"DEALLOCATE ALL")
-        elif names:
-            try:
-                yield from conn._exec_command(b"; ".join(b"DEALLOCATE " + name for name in names))
-            except psycopg.Error:
-                if conn.closed:
-                    raise
-                yield from conn._exec_command(b"DEALLOCATE ALL")
+    def _should_discard(self, prep: Prepare, results) -> bool:
+        if self._names or prep == Prepare.SHOULD:
+            for result in results:
+                status = result.command_status if result.status == psycopg.pq.ExecStatus.COMMAND_OK else None
+                if status and self._CLEARING(status):
+                    return super().clear()
+        return False
 
 
 class RuntimeConnection(psycopg.Connection):
-    """A runtime pool's connection: psycopg's own prepared statements are deallocated
-    without the runtime's (`_PsycopgStatements`)."""
+    """A runtime pool's connection: its prepared statements, psycopg's and the runtime's,
+    outlast rollbacks (`_PsycopgStatements`)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -100,48 +100,55 @@ def _prepared_names(conn) -> set[str]:
     return {n for (n,) in conn.execute("SELECT name FROM pg_prepared_statements", prepare=False).fetchall()}
 
 
-def _psycopg_prepares_one(conn) -> None:
-    """psycopg prepares a statement it has run `prepare_threshold` times on a connection."""
-    for _ in range(conn.prepare_threshold + 1):
-        conn.execute("SELECT count(*) FROM notes WHERE id > %s", [0])
-    assert any(n.startswith("_pg3_") for n in _prepared_names(conn))
+PSYCOPG_PREPARES = ("SELECT count(*) FROM notes WHERE id > %s", "SELECT max(body) FROM notes WHERE id > %s")
 
 
-def test_a_rollback_deallocates_psycopgs_prepared_statements_and_not_the_runtimes(two_tenants, one_connection):
-    """psycopg sent `DEALLOCATE ALL` after every rollback on a connection where it had
-    prepared statements (a refused write's), taking the runtime's with it: the next read
-    on that connection met 26000 and paid for a resync and its message again."""
+def _psycopg_prepares(conn) -> set[str]:
+    """psycopg prepares a statement it has run `prepare_threshold` times on a connection:
+    these two, whose names it answers."""
+    for query in PSYCOPG_PREPARES:
+        for _ in range(conn.prepare_threshold + 1):
+            conn.execute(query, [0])
+    return {n for n in _prepared_names(conn) if n.startswith("_pg3_")}
+
+
+def test_rollbacks_leave_every_prepared_statement_be(two_tenants, one_connection):
+    """psycopg sent `DEALLOCATE ALL` after every rollback (a refused write's), and after a
+    savepoint's, on a connection where it had prepared statements, taking the runtime's
+    with it: the next read on that connection met 26000 and paid for a resync and its
+    message again. Both kinds of statement now outlast rollbacks, and psycopg goes on
+    using its own (no new names)."""
     a, _ = two_tenants
     assert tenant_statement(a.id, {}, QUERY, {"skip": "x"})[3] == "a-secret,50% off"
     with pytest.raises(psycopg.errors.DivisionByZero), tenant_transaction(a.id) as conn:
-        _psycopg_prepares_one(conn)
+        psycopgs = _psycopg_prepares(conn)
+        assert len(psycopgs) == 2
+        with pytest.raises(psycopg.errors.UniqueViolation), conn.transaction():    # a savepoint
+            conn.execute("INSERT INTO notes (id, body) VALUES (1, 'again')")
+        assert _psycopg_prepares(conn) == psycopgs
         conn.execute("SELECT 1 / 0")
     with db.runtime_pool().connection() as conn:
         names, ours = _prepared_names(conn), set(db._reads(conn).values())
-        assert ours and ours <= names, (ours, names)
-        assert not any(n.startswith("_pg3_") for n in names), names
+        assert ours and ours <= names and psycopgs <= names, (ours, psycopgs, names)
     with tenant_transaction(a.id) as conn:
-        _psycopg_prepares_one(conn)           # psycopg's cache is in line with Postgres
+        assert _psycopg_prepares(conn) == psycopgs
     assert tenant_statement(a.id, {}, QUERY, {"skip": "y"})[3] == "a-secret,50% off"
 
 
-def test_when_psycopgs_statements_cannot_be_deallocated_by_name_all_are(two_tenants, one_connection):
-    """A name Postgres no longer has fails the message deallocating psycopg's statements:
-    `DEALLOCATE ALL` then, as psycopg would have sent; the runtime prepares its own again."""
+def test_a_deallocate_all_still_clears_psycopgs_statements(two_tenants, one_connection):
+    """What does deallocate them all, psycopg forgets (or its next use of one would fail);
+    the runtime prepares its own again."""
     a, _ = two_tenants
     assert tenant_statement(a.id, {}, QUERY, {"skip": "x"})[3] == "a-secret,50% off"
-    with pytest.raises(psycopg.errors.DivisionByZero), tenant_transaction(a.id) as conn:
-        _psycopg_prepares_one(conn)
-        for name in sorted(n for n in _prepared_names(conn) if n.startswith("_pg3_")):
-            conn.execute(f"DEALLOCATE {name}", prepare=False)     # behind psycopg's back
-        conn.execute("SELECT 1 / 0")
+    with tenant_transaction(a.id) as conn:
+        before = _psycopg_prepares(conn)
     with db.runtime_pool().connection() as conn:
+        conn.execute("DEALLOCATE ALL")
         assert _prepared_names(conn) == set()
     with tenant_transaction(a.id) as conn:
-        _psycopg_prepares_one(conn)
+        after = _psycopg_prepares(conn)
+    assert len(after) == 2 and not after & before
     assert tenant_statement(a.id, {}, QUERY, {"skip": "y"})[3] == "a-secret,50% off"
-    with db.runtime_pool().connection() as conn:
-        assert set(db._reads(conn).values()) <= _prepared_names(conn)
 
 
 def test_a_connection_keeps_a_bounded_number_of_prepared_reads(two_tenants, one_connection, monkeypatch):
