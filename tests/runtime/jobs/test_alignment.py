@@ -285,6 +285,7 @@ def test_a_claim_begun_before_a_push_committed_works_under_the_pushed_version(ap
     gated = engine._CLAIM.format(select=(
         f"{engine._TARGET} WHERE id = %(id)s AND pg_temp.gate() AND {engine._DUE} AND {engine._CLAIMABLE} "
         "FOR UPDATE SKIP LOCKED"))
+    assert gated.replace("pg_temp.gate() AND ", "") == engine._CLAIM_ONE
 
     def claim():
         with connection.cursor() as cur:
@@ -298,8 +299,11 @@ def test_a_claim_begun_before_a_push_committed_works_under_the_pushed_version(ap
     with tenant_transaction(api.tenant.id) as holder:
         holder.execute("SELECT pg_advisory_xact_lock(%s)", [gate])
         thread, claimed = in_thread(claim)
-        wait_while_running_until_blocked(thread)
-        assert thread.is_alive() and pids
+        deadline = time.monotonic() + 30
+        while not (pids and api.sql("SELECT count(*) FROM pg_locks WHERE pid = %s AND locktype = 'advisory'"
+                                    " AND objid = %s AND NOT granted", [pids[0], gate]) == [(1,)]):
+            assert thread.is_alive() and time.monotonic() < deadline, "the claim never reached the gate"
+            time.sleep(0.05)
         # stopped at the gate, before its lock try: the push does not wait for it
         assert api.sql("SELECT count(*) FROM pg_locks WHERE pid = %s AND locktype = 'advisory' AND classid = %s",
                        [pids[0], PUSH_LOCK]) == [(0,)]
