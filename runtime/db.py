@@ -36,7 +36,7 @@ from typing import Callable, Iterator, Sequence, TypeVar
 
 import psycopg
 from psycopg import ClientCursor, sql
-from psycopg._preparing import Prepare, PrepareManager
+from psycopg._preparing import PrepareManager
 from django.conf import settings
 from django.db import connections
 from psycopg_pool import ConnectionPool
@@ -98,40 +98,31 @@ def _escape(value: str) -> str:
 
 class _PsycopgStatements(PrepareManager):
     """psycopg's cache of the statements it prepares itself (one run `prepare_threshold`
-    times on a connection), except that a rollback leaves it be.
+    times on a connection), counting the times it was cleared.
 
-    psycopg clears it after every rollback, of a transaction or a savepoint (a refused
-    write's), by sending `DEALLOCATE ALL`, in case a statement prepared in the transaction
-    names an object the rollback removed. That took the runtime's own prepared statements
-    (`plinth_r<n>`, `_prepared_name`) with it: the next request using one met 26000 and
-    paid for a resync and its message again, and the rollback a round trip of its own.
-    Postgres keeps a statement prepared in a transaction that rolled back, and the runtime
-    creates no objects on these connections (pushes migrate on the control plane's); a
-    statement naming one that is gone would fail with Postgres's error, not answer wrong.
-    Results of `DROP`, `ALTER`, `DISCARD ALL` and `DEALLOCATE ALL` still clear it, as
-    psycopg does.
+    psycopg clears it after a rollback, of a transaction or a savepoint (a refused
+    write's), when it holds a statement, and on `DISCARD ALL` and the like, and sends
+    `DEALLOCATE ALL`, which takes the runtime's own prepared statements (`plinth_r<n>`,
+    `_prepared_name`) with it. Knowing that, the runtime forgets its own too (`_reads`) and
+    prepares them again in its next message; before, that message met 26000 and the
+    request paid for a resync and the message again. psycopg's own handling (what it
+    repairs at a rollback, such as a name a failed pipeline never prepared) is untouched.
 
-    psycopg's internals (3.3, pinned): `clear` (what a rollback calls) and
-    `_should_discard` (what an executed statement's results go through);
-    tests/runtime/test_db.py fails if they change."""
+    psycopg's internals (3.3, pinned): `clear` answers whether it queued the
+    deallocation; tests/runtime/test_db.py fails if that changes."""
 
-    _CLEARING = re.compile(rb"^(?:DROP|ALTER|DISCARD ALL|DEALLOCATE ALL)\b").match
+    cleared = 0
 
     def clear(self) -> bool:
-        return False
-
-    def _should_discard(self, prep: Prepare, results) -> bool:
-        if self._names or prep == Prepare.SHOULD:
-            for result in results:
-                status = result.command_status if result.status == psycopg.pq.ExecStatus.COMMAND_OK else None
-                if status and self._CLEARING(status):
-                    return super().clear()
+        if super().clear():
+            self.cleared += 1
+            return True
         return False
 
 
 class RuntimeConnection(psycopg.Connection):
-    """A runtime pool's connection: its prepared statements, psycopg's and the runtime's,
-    outlast rollbacks (`_PsycopgStatements`)."""
+    """A runtime pool's connection: it tells when psycopg deallocated every prepared
+    statement (`_PsycopgStatements`)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -353,7 +344,7 @@ class DeferredOpening:
                     self._on_open()
                 raise
             # rolled back by `_begin` (and its prepared statements resynced) if any was new;
-            # otherwise the rollback leaves them be (`_PsycopgStatements`)
+            # otherwise they are there, or known gone with psycopg's (`_PsycopgStatements`)
             if self._conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
                 _rollback(self._conn)
                 if self._conn.closed:
@@ -457,10 +448,10 @@ def _rollback(conn: psycopg.Connection) -> None:
 # text, least recently used first. The same text for another tenant is fine: Postgres
 # parses a prepared statement again when the search path differs from the one it was
 # planned under, and checks privileges as the current role on every execution. When the
-# connection lost one (a message that failed before its PREPARE ran, or the `DEALLOCATE
-# ALL` `_PsycopgStatements` falls back to), Postgres answers 26000: the list is brought in
-# line with `pg_prepared_statements` and the read sent again (a read that failed changed
-# nothing).
+# connection lost one (a message that failed before its PREPARE ran, or a `DEALLOCATE ALL`
+# psycopg did not send: `_PsycopgStatements` tells of those it sends), Postgres answers
+# 26000: the list is brought in line with `pg_prepared_statements` and the read sent again
+# (a read that failed changed nothing).
 
 READS_PER_CONNECTION = 128
 _READ_PREFIX = "plinth_r"
@@ -586,8 +577,10 @@ def _execute_prepared(conn: psycopg.Connection, switch: tuple, query: str, form:
 
 def _reads(conn: psycopg.Connection) -> OrderedDict:
     reads = getattr(conn, "_plinth_reads", None)
-    if reads is None:
+    cleared = getattr(conn._prepared, "cleared", 0)     # psycopg deallocated them all
+    if reads is None or conn._plinth_cleared != cleared:
         reads = conn._plinth_reads = OrderedDict()
+        conn._plinth_cleared = cleared
     return reads
 
 

@@ -112,32 +112,54 @@ def _psycopg_prepares(conn) -> set[str]:
     return {n for n in _prepared_names(conn) if n.startswith("_pg3_")}
 
 
-def test_rollbacks_leave_every_prepared_statement_be(two_tenants, one_connection):
-    """psycopg sent `DEALLOCATE ALL` after every rollback (a refused write's), and after a
-    savepoint's, on a connection where it had prepared statements, taking the runtime's
-    with it: the next read on that connection met 26000 and paid for a resync and its
-    message again. Both kinds of statement now outlast rollbacks, and psycopg goes on
-    using its own (no new names)."""
+def test_after_psycopg_deallocates_all_the_runtime_prepares_its_own_again_at_once(two_tenants, one_connection,
+                                                                                   monkeypatch):
+    """psycopg sends `DEALLOCATE ALL` after a rollback (a refused write's), and after a
+    savepoint's, on a connection where it holds prepared statements of its own. That takes
+    the runtime's too; the runtime is told, and its next message prepares them again. Before,
+    that message met 26000, and the request paid for a resync and the message again."""
     a, _ = two_tenants
     assert tenant_statement(a.id, {}, QUERY, {"skip": "x"})[3] == "a-secret,50% off"
     with pytest.raises(psycopg.errors.DivisionByZero), tenant_transaction(a.id) as conn:
-        psycopgs = _psycopg_prepares(conn)
-        assert len(psycopgs) == 2
+        assert len(_psycopg_prepares(conn)) == 2
         with pytest.raises(psycopg.errors.UniqueViolation), conn.transaction():    # a savepoint
             conn.execute("INSERT INTO notes (id, body) VALUES (1, 'again')")
-        assert _psycopg_prepares(conn) == psycopgs
+        assert _psycopg_prepares(conn)
         conn.execute("SELECT 1 / 0")
     with db.runtime_pool().connection() as conn:
-        names, ours = _prepared_names(conn), set(db._reads(conn).values())
-        assert ours and ours <= names and psycopgs <= names, (ours, psycopgs, names)
-    with tenant_transaction(a.id) as conn:
-        assert _psycopg_prepares(conn) == psycopgs
+        assert _prepared_names(conn) == set() and not db._reads(conn)
+    resyncs = []
+    resync = db._resync
+    monkeypatch.setattr(db, "_resync", lambda conn: (resyncs.append(1), resync(conn))[1])
     assert tenant_statement(a.id, {}, QUERY, {"skip": "y"})[3] == "a-secret,50% off"
+    with tenant_transaction(a.id, {"sub": "x"}) as conn:
+        assert conn.execute("SELECT current_setting('request.jwt.claims')").fetchone() == ('{"sub":"x"}',)
+    assert resyncs == []
+    with db.runtime_pool().connection() as conn:
+        assert db._reads(conn) and set(db._reads(conn).values()) <= _prepared_names(conn)
 
 
-def test_a_deallocate_all_still_clears_psycopgs_statements(two_tenants, one_connection):
-    """What does deallocate them all, psycopg forgets (or its next use of one would fail);
-    the runtime prepares its own again."""
+def test_psycopg_repairs_what_a_failed_pipeline_left(two_tenants, one_connection):
+    """A statement psycopg prepares in a pipeline that had already failed is never
+    prepared; psycopg repairs its cache at the rollback (left unrepaired, each later run of
+    that statement on the connection failed with 26000)."""
+    a, _ = two_tenants
+    query = PSYCOPG_PREPARES[0]
+    with tenant_transaction(a.id) as conn:
+        for _ in range(conn.prepare_threshold):
+            conn.execute(query, [0])
+    with pytest.raises(psycopg.errors.DivisionByZero), tenant_transaction(a.id) as conn:
+        with conn.pipeline():
+            conn.execute("SELECT 1 / 0")
+            conn.execute(query, [0])        # its sixth run: prepared, had the pipeline not failed
+    with tenant_transaction(a.id) as conn:
+        assert conn.execute(query, [0]).fetchone() == (2,)
+        assert conn.execute(query, [0]).fetchone() == (2,)
+
+
+def test_a_deallocate_all_clears_psycopgs_statements_and_the_runtimes(two_tenants, one_connection):
+    """psycopg forgets its own (or its next use of one would fail); the runtime prepares
+    its own again."""
     a, _ = two_tenants
     assert tenant_statement(a.id, {}, QUERY, {"skip": "x"})[3] == "a-secret,50% off"
     with tenant_transaction(a.id) as conn:
