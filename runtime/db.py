@@ -533,11 +533,15 @@ def _tenant_statement(conn: psycopg.Connection, switch: tuple, query: str, form,
 
 
 def _execute_bound(conn: psycopg.Connection, switch: tuple, query: str, params: dict):
+    """Not prepared by psycopg (`prepare=False`): in this pipeline, outside a transaction,
+    a statement psycopg prepared on its sixth run after an earlier one failed (the guard
+    refusing) would be recorded as prepared but never be, and no rollback would follow
+    to repair that: each later run of it on the connection would fail (26000)."""
     with conn.pipeline():
         if len(switch) > 3:
-            conn.execute(_GUARD, switch[:-3])
-        conn.execute(_SWITCH, switch[-3:])
-        cursor = conn.execute(query, params)
+            conn.execute(_GUARD, switch[:-3], prepare=False)
+        conn.execute(_SWITCH, switch[-3:], prepare=False)
+        cursor = conn.execute(query, params, prepare=False)
     return cursor.fetchone()
 
 

@@ -112,31 +112,50 @@ def _psycopg_prepares(conn) -> set[str]:
     return {n for n in _prepared_names(conn) if n.startswith("_pg3_")}
 
 
+def _count_resyncs(monkeypatch) -> list:
+    resyncs: list = []
+    resync = db._resync
+    monkeypatch.setattr(db, "_resync", lambda conn: (resyncs.append(1), resync(conn))[1])
+    return resyncs
+
+
+def _runtimes_in_line(conn) -> bool:
+    """The runtime's list of its prepared statements is exactly what Postgres has."""
+    return set(db._reads(conn).values()) == {n for n in _prepared_names(conn) if n.startswith("plinth_r")}
+
+
+@pytest.mark.parametrize("rollback", ["transaction", "savepoint"])
 def test_after_psycopg_deallocates_all_the_runtime_prepares_its_own_again_at_once(two_tenants, one_connection,
-                                                                                   monkeypatch):
-    """psycopg sends `DEALLOCATE ALL` after a rollback (a refused write's), and after a
+                                                                                   monkeypatch, rollback):
+    """psycopg sends `DEALLOCATE ALL` after a rollback (a refused write's), or a
     savepoint's, on a connection where it holds prepared statements of its own. That takes
-    the runtime's too; the runtime is told, and its next message prepares them again. Before,
-    that message met 26000, and the request paid for a resync and the message again."""
+    the runtime's too; the runtime is told, and its next message prepares them again.
+    Before, that message met 26000, and the request paid for a resync and the message
+    again. A rollback that deallocates nothing leaves the runtime's list as it was."""
     a, _ = two_tenants
     assert tenant_statement(a.id, {}, QUERY, {"skip": "x"})[3] == "a-secret,50% off"
     with pytest.raises(psycopg.errors.DivisionByZero), tenant_transaction(a.id) as conn:
-        assert len(_psycopg_prepares(conn)) == 2
-        with pytest.raises(psycopg.errors.UniqueViolation), conn.transaction():    # a savepoint
-            conn.execute("INSERT INTO notes (id, body) VALUES (1, 'again')")
-        assert _psycopg_prepares(conn)
-        conn.execute("SELECT 1 / 0")
+        conn.execute("SELECT 1 / 0")        # psycopg holds none of its own: nothing deallocated
+    with db.runtime_pool().connection() as conn:
+        assert db._reads(conn) and _runtimes_in_line(conn)
+    if rollback == "transaction":
+        with pytest.raises(psycopg.errors.DivisionByZero), tenant_transaction(a.id) as conn:
+            assert len(_psycopg_prepares(conn)) == 2
+            conn.execute("SELECT 1 / 0")
+    else:
+        with tenant_transaction(a.id) as conn:      # committed
+            assert len(_psycopg_prepares(conn)) == 2
+            with pytest.raises(psycopg.errors.UniqueViolation), conn.transaction():
+                conn.execute("INSERT INTO notes (id, body) VALUES (1, 'again')")
     with db.runtime_pool().connection() as conn:
         assert _prepared_names(conn) == set() and not db._reads(conn)
-    resyncs = []
-    resync = db._resync
-    monkeypatch.setattr(db, "_resync", lambda conn: (resyncs.append(1), resync(conn))[1])
+    resyncs = _count_resyncs(monkeypatch)
     assert tenant_statement(a.id, {}, QUERY, {"skip": "y"})[3] == "a-secret,50% off"
     with tenant_transaction(a.id, {"sub": "x"}) as conn:
         assert conn.execute("SELECT current_setting('request.jwt.claims')").fetchone() == ('{"sub":"x"}',)
     assert resyncs == []
     with db.runtime_pool().connection() as conn:
-        assert db._reads(conn) and set(db._reads(conn).values()) <= _prepared_names(conn)
+        assert db._reads(conn) and _runtimes_in_line(conn)
 
 
 def test_psycopg_repairs_what_a_failed_pipeline_left(two_tenants, one_connection):
@@ -157,10 +176,11 @@ def test_psycopg_repairs_what_a_failed_pipeline_left(two_tenants, one_connection
         assert conn.execute(query, [0]).fetchone() == (2,)
 
 
-def test_a_deallocate_all_clears_psycopgs_statements_and_the_runtimes(two_tenants, one_connection):
-    """psycopg forgets its own (or its next use of one would fail); the runtime prepares
-    its own again."""
+def test_a_deallocate_all_clears_psycopgs_statements_and_the_runtimes(two_tenants, one_connection, monkeypatch):
+    """psycopg forgets its own (or its next use of one would fail); the runtime, told,
+    prepares its own again without a failed message first."""
     a, _ = two_tenants
+    resyncs = _count_resyncs(monkeypatch)
     assert tenant_statement(a.id, {}, QUERY, {"skip": "x"})[3] == "a-secret,50% off"
     with tenant_transaction(a.id) as conn:
         before = _psycopg_prepares(conn)
@@ -171,6 +191,18 @@ def test_a_deallocate_all_clears_psycopgs_statements_and_the_runtimes(two_tenant
         after = _psycopg_prepares(conn)
     assert len(after) == 2 and not after & before
     assert tenant_statement(a.id, {}, QUERY, {"skip": "y"})[3] == "a-secret,50% off"
+    assert resyncs == []
+
+
+def test_a_statement_with_server_side_binding_is_never_prepared_by_psycopg(two_tenants, one_connection):
+    """It runs in a pipeline outside a transaction (`_execute_bound`): prepared there by
+    psycopg after a failed statement before it (the guard refusing), it would be recorded
+    as prepared but not be, with no rollback to repair that."""
+    a, _ = two_tenants
+    for n in range(8):
+        assert tenant_statement(a.id, {}, "SELECT %(a)s + %(b)s", {"a": n, "b": 1}) == (n + 1,)
+    with db.runtime_pool().connection() as conn:
+        assert not any(name.startswith("_pg3_") for name in _prepared_names(conn)), _prepared_names(conn)
 
 
 def test_a_connection_keeps_a_bounded_number_of_prepared_reads(two_tenants, one_connection, monkeypatch):
